@@ -1,0 +1,35 @@
+# `make train` and `make test` work on a fresh machine: they build .venv from requirements.lock.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARGS ?=
+# `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: install train test lint format bench ui clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.lock
+	$(PYTHON) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+train: install  ## the train entry point on defaults; e.g. make train ARGS="-P dataset=fashion_mnist"
+	mlflow run . -e train --env-manager local $(ARGS)
+
+test: install
+	$(PYTHON) -m pytest -m "not slow" $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) mlruns mlartifacts mlflow.db .pytest_cache

@@ -1,0 +1,77 @@
+"""`pipeline <entry point> --option value ...`: one subcommand per MLproject entry point.
+
+Options are generated from the entry point's config dataclass, so names and defaults cannot drift
+(`--dropout-rates` is the param `dropout_rates`). Bad input exits with code 2 and one line on
+stderr before anything is trained or tracked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from pipeline.config import ParameterError, TrainConfig
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
+
+
+def run_train(config: TrainConfig):
+    from pipeline.data import load_dataset
+    from pipeline.train import train
+
+    dataset = load_dataset(config)  # bad data_dir -> exit 2 before any run exists
+    result = train(config, dataset)
+    print(
+        f"run {result.run_id}: test_accuracy {result.test_metrics['test_accuracy']:.4f}  "
+        f"test_macro_f1 {result.test_metrics['test_macro_f1']:.4f}"
+    )
+
+
+COMMANDS = {
+    "train": (TrainConfig, run_train, "train the MLP once, tracked as one MLflow run"),
+}
+
+
+def option_name(param: str) -> str:
+    return "--" + param.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pipeline", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name, (config_class, _, help_text) in COMMANDS.items():
+        subparser = subparsers.add_parser(name, help=help_text, description=help_text)
+        defaults = config_class.defaults()
+        for field in dataclasses.fields(config_class):
+            subparser.add_argument(
+                option_name(field.name),
+                dest=field.name,
+                default=defaults[field.name],
+                metavar="VALUE",
+                help=f"{field.metadata['help']} (default: {defaults[field.name]!r})",
+            )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = vars(build_parser().parse_args(argv))
+    config_class, command, _ = COMMANDS[args.pop("command")]
+    try:
+        config = config_class.from_strings(args)
+        command(config)
+    except ParameterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except RuntimeError as error:  # e.g. TrainingDiverged: the run is already marked FAILED
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

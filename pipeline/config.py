@@ -1,0 +1,159 @@
+"""Parameters of every entry point: names, defaults, parsing and validation, declared once.
+
+Each entry point has one frozen dataclass. A field's metadata says how to parse it from the
+string that MLproject / the CLI pass, what a valid value is (for the error message) and a help
+line. `cli.py` builds its options from these fields and `MLproject` must list the same names and
+defaults (a contract test checks it); MLflow params carry exactly these names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable
+
+DATASETS = ("mnist", "fashion_mnist", "digits")
+RECIPES = ("standard", "seed")
+
+
+class ParameterError(ValueError):
+    """A parameter value is invalid; the message is one line meant for the user."""
+
+
+def format_param(value: Any) -> str:
+    """The canonical string of a value, as MLproject, the CLI and MLflow params show it."""
+    if isinstance(value, tuple):
+        return ",".join(format_param(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}" if value == 0 or 1e-4 <= abs(value) < 1e6 else repr(value)
+    return str(value)
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(item) for item in text.split(",")) if text.strip() else ()
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(item) for item in text.split(",")) if text.strip() else ()
+
+
+def param(default: Any, parse: Callable[[str], Any], must_be: str, check: Callable, help: str):
+    """A config field: `check(value, config)` is True for a valid value, else the error says
+    "must be <must_be>"."""
+    metadata = {"parse": parse, "must_be": must_be, "check": check, "help": help}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def _is_rate(rate: float) -> bool:
+    return math.isfinite(rate) and 0 <= rate < 1
+
+
+@dataclass(frozen=True)
+class _Config:
+    """Parsing and validation shared by the entry-point configs."""
+
+    ENTRY_POINT = ""
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not field.metadata["check"](value, self):
+                self._fail(field, format_param(value))
+
+    @classmethod
+    def _fail(cls, field: dataclasses.Field, got: str):
+        raise ParameterError(
+            f"The '{field.name}' parameter of {cls.ENTRY_POINT} must be "
+            f"{field.metadata['must_be']}. Got {got!r} instead."
+        )
+
+    @classmethod
+    def from_strings(cls, raw: dict[str, str]):
+        """Build from string values (CLI / MLproject); unknown names are an error."""
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise ParameterError(f"{cls.ENTRY_POINT} has no parameter {unknown[0]!r}.")
+        values = {}
+        for name, text in raw.items():
+            try:
+                values[name] = fields[name].metadata["parse"](str(text).strip())
+            except ValueError:
+                cls._fail(fields[name], str(text))
+        return cls(**values)
+
+    @classmethod
+    def defaults(cls) -> dict[str, str]:
+        return {field.name: format_param(field.default) for field in dataclasses.fields(cls)}
+
+    def to_params(self) -> dict[str, str]:
+        return {name: format_param(value) for name, value in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ModelDataConfig(_Config):
+    """Data, architecture and optimisation: shared by train, tune and study."""
+
+    dataset: str = param(
+        "mnist", str, f"one of {DATASETS}", lambda v, c: v in DATASETS, "dataset to train on"
+    )
+    data_dir: str = param(
+        "",
+        str,
+        "an existing folder with IDX (.gz or raw) or .npz files, for mnist or fashion_mnist",
+        lambda v, c: v == "" or (c.dataset != "digits" and os.path.isdir(v)),
+        "local folder with IDX or .npz files (offline MNIST); empty: built-in source",
+    )
+    hidden_units: tuple[int, ...] = param(
+        (100, 50, 25),
+        int_list,
+        "a comma-separated list of positive integers",
+        lambda v, c: len(v) > 0 and all(units > 0 for units in v),
+        "units of the hidden Dense (relu) layers",
+    )
+    epochs: int = param(10, int, "an integer >= 1", lambda v, c: v >= 1, "training epochs")
+    batch_size: int = param(32, int, "an integer >= 1", lambda v, c: v >= 1, "batch size")
+    learning_rate: float = param(
+        0.001,
+        float,
+        "a float > 0",
+        lambda v, c: math.isfinite(v) and v > 0,
+        "Adam learning rate",
+    )
+    validation_split: float = param(
+        0.1,
+        float,
+        "a float in the open interval (0, 1)",
+        lambda v, c: 0 < v < 1,
+        "stratified share of the training set held out for validation",
+    )
+    seed: int = param(
+        0, int, "an integer >= 0", lambda v, c: v >= 0, "seed of python/numpy/tf and the split"
+    )
+    recipe: str = param(
+        "standard",
+        str,
+        f"one of {RECIPES}",
+        lambda v, c: v in RECIPES,
+        "standard: inputs scaled to [0,1], softmax; seed: the notebook's raw pixels, sigmoid",
+    )
+
+
+@dataclass(frozen=True)
+class TrainConfig(ModelDataConfig):
+    ENTRY_POINT = "train"
+
+    dropout_rates: tuple[float, ...] = param(
+        (0.5, 0.25, 0.0),
+        float_list,
+        "a comma-separated list of rates in [0, 1), one per hidden layer",
+        lambda v, c: len(v) == len(c.hidden_units) and all(_is_rate(rate) for rate in v),
+        "dropout rate after each hidden layer; 0,0,0 is the notebook's baseline",
+    )
+
+    @property
+    def run_name(self) -> str:
+        recipe = "" if self.recipe == "standard" else f"-recipe_{self.recipe}"
+        return f"{self.dataset}-dropout-{format_param(self.dropout_rates)}-seed{self.seed}{recipe}"

@@ -1,0 +1,189 @@
+"""Datasets as uint8 images (0-255) with integer labels, split into train / validation / test.
+
+Sources: MNIST from keras (download/cache) or a local `data_dir` of IDX or .npz files;
+Fashion-MNIST from Debian's `dataset-fashion-mnist` files when present, else keras; `digits`
+from scikit-learn (8x8, bundled, for fast runs). The test set is fixed by the source; the
+validation split is stratified and drawn from the training set by the run's seed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from pipeline.config import ModelDataConfig, ParameterError
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+IDX_FILES = {
+    "x_train": "train-images*idx3*",
+    "y_train": "train-labels*idx1*",
+    "x_test": "t10k-images*idx3*",
+    "y_test": "t10k-labels*idx1*",
+}
+
+
+class DataError(ParameterError):
+    """The requested data cannot be found or read."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    source: str
+    sha256: str
+    class_names: tuple[str, ...]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (gzipped or raw) of unsigned bytes as an array of its declared shape."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as stream:
+            content = stream.read()
+    except (OSError, EOFError) as error:
+        raise DataError(f"Cannot read IDX file {str(path)!r}: {error}.") from None
+    if len(content) < 4 or content[:3] != b"\x00\x00\x08":
+        raise DataError(f"{str(path)!r} is not an IDX file of unsigned bytes (bad magic number).")
+    ndim = content[3]
+    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{str(path)!r} is truncated: header says {shape}, found {data.size} bytes.")
+    return data.reshape(shape)
+
+
+def _read_idx_dir(folder: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    for key, pattern in IDX_FILES.items():
+        matches = sorted(folder.glob(pattern))
+        if not matches:
+            raise DataError(
+                f"data_dir {str(folder)!r} has no file matching {pattern!r} "
+                "(expected the four MNIST IDX files or one .npz with x_train, y_train, x_test, y_test)."
+            )
+        arrays[key] = read_idx(matches[0])
+    return arrays
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as archive:
+            return {key: archive[key] for key in IDX_FILES}
+    except (OSError, ValueError, KeyError) as error:
+        raise DataError(
+            f"Cannot read {str(path)!r} as an npz with x_train, y_train, x_test, y_test: {error}."
+        ) from None
+
+
+def load_local(folder: str | Path) -> tuple[dict[str, np.ndarray], str]:
+    """Arrays from a folder holding one .npz or the four IDX files."""
+    folder = Path(folder)
+    npz_files = sorted(folder.glob("*.npz"))
+    arrays = _read_npz(npz_files[0]) if npz_files else _read_idx_dir(folder)
+    _check_arrays(arrays, str(folder))
+    return arrays, str(folder.resolve())
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], where: str):
+    x_train, y_train, x_test, y_test = (arrays[key] for key in IDX_FILES)
+    if x_train.ndim != 3 or x_test.shape[1:] != x_train.shape[1:]:
+        raise DataError(f"Images in {where!r} must be N x H x W with one shape; got {x_train.shape}.")
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test):
+        raise DataError(f"Images and labels in {where!r} differ in count.")
+
+
+def _keras_arrays(name: str) -> tuple[dict[str, np.ndarray], str]:
+    from keras import datasets
+
+    loader = getattr(datasets, name)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as error:  # keras raises bare Exceptions for network failures
+        raise DataError(
+            f"Cannot load {name} through keras ({type(error).__name__}: {error}). Offline, pass "
+            f"data_dir=<folder with the IDX or .npz files>, or put {name}.npz into ~/.keras/datasets/."
+        ) from None
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return arrays, f"keras.datasets.{name}"
+
+
+def _digits_arrays() -> tuple[dict[str, np.ndarray], str]:
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = np.round(digits.images * (255 / 16)).astype(np.uint8)  # 0-16 -> 0-255 like MNIST
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, digits.target, test_size=0.25, stratify=digits.target, random_state=0
+    )
+    arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
+    return arrays, "sklearn.datasets.load_digits"
+
+
+def _source_arrays(config: ModelDataConfig) -> tuple[dict[str, np.ndarray], str]:
+    if config.dataset == "digits":
+        return _digits_arrays()
+    if config.data_dir:
+        return load_local(config.data_dir)
+    if config.dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return load_local(DEBIAN_FASHION_MNIST)
+    return _keras_arrays(config.dataset)
+
+
+def content_sha256(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def load_dataset(config: ModelDataConfig) -> Dataset:
+    arrays, source = _source_arrays(config)
+    y_train = arrays["y_train"].astype(np.int64)
+    x_train, x_val, y_train, y_val = train_test_split(
+        arrays["x_train"],
+        y_train,
+        test_size=config.validation_split,
+        stratify=y_train,
+        random_state=config.seed,
+    )
+    num_classes = int(max(y_train.max(), arrays["y_test"].max())) + 1
+    class_names = (
+        FASHION_MNIST_CLASSES
+        if config.dataset == "fashion_mnist"
+        else tuple(str(k) for k in range(num_classes))
+    )
+    return Dataset(
+        name=config.dataset,
+        source=source,
+        sha256=content_sha256(*(arrays[key] for key in IDX_FILES)),
+        class_names=class_names,
+        x_train=x_train,
+        y_train=y_train,
+        x_val=x_val,
+        y_val=y_val,
+        x_test=arrays["x_test"],
+        y_test=arrays["y_test"].astype(np.int64),
+    )

@@ -1,0 +1,86 @@
+"""Metrics, reports and plots computed from arrays: no model, no tracking."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn import metrics  # noqa: E402
+
+
+def tied_top_fraction(probabilities: np.ndarray) -> float:
+    """Share of rows whose highest score is reached by more than one class.
+
+    Such rows are decided by argmax's first-index rule, not by the model (the notebook's sigmoid
+    outputs saturated at 1.0, so ties went to classes 0 and 1)."""
+    top = probabilities.max(axis=1, keepdims=True)
+    return float(np.mean((probabilities == top).sum(axis=1) > 1))
+
+
+def score_predictions(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """`test_*` metrics of predicted class probabilities (prediction = argmax)."""
+    y_pred = probabilities.argmax(axis=1)
+    labels = np.arange(probabilities.shape[1])
+    per_class_f1 = metrics.f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    result = {
+        "test_accuracy": metrics.accuracy_score(y_true, y_pred),
+        "test_macro_f1": metrics.f1_score(y_true, y_pred, average="macro", zero_division=0),
+        "test_weighted_f1": metrics.f1_score(y_true, y_pred, average="weighted", zero_division=0),
+        "test_tied_top_fraction": tied_top_fraction(probabilities),
+    }
+    result.update({f"test_f1_class_{k}": f1 for k, f1 in zip(labels, per_class_f1)})
+    return {name: float(value) for name, value in result.items()}
+
+
+def classification_report(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]
+) -> tuple[str, dict]:
+    """sklearn's report as text and as a dict (for json)."""
+    kwargs = dict(labels=np.arange(len(class_names)), target_names=class_names, zero_division=0)
+    text = metrics.classification_report(y_true, y_pred, digits=4, **kwargs)
+    as_dict = metrics.classification_report(y_true, y_pred, output_dict=True, **kwargs)
+    return text, as_dict
+
+
+def confusion_matrix_table(
+    y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]
+) -> pd.DataFrame:
+    """Counts; rows are true classes, columns predicted classes."""
+    counts = metrics.confusion_matrix(y_true, y_pred, labels=np.arange(len(class_names)))
+    index = pd.Index(class_names, name="true")
+    return pd.DataFrame(counts, index=index, columns=pd.Index(class_names, name="predicted"))
+
+
+def confusion_matrix_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Counts and row-normalized (recall per class) side by side."""
+    counts = table.to_numpy()
+    normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    figure, axes = plt.subplots(1, 2, figsize=(15, 6.5), layout="constrained")
+    for axis, values, name, fmt in (
+        (axes[0], counts, "counts", "d"),
+        (axes[1], normalized, "row-normalized", ".2f"),
+    ):
+        display = metrics.ConfusionMatrixDisplay(values, display_labels=list(table.index))
+        display.plot(ax=axis, values_format=fmt, colorbar=False, cmap="Blues", xticks_rotation=45)
+        axis.set_title(name)
+    figure.suptitle(title or "Confusion matrix (test set)")
+    return figure
+
+
+def learning_curves_figure(history: dict[str, list[float]], title: str = "") -> plt.Figure:
+    """Loss and accuracy per epoch, train vs validation."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for axis, metric in zip(axes, ("loss", "accuracy")):
+        axis.plot(epochs, history[metric], marker="o", label="train")
+        axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    figure.suptitle(title or "Learning curves")
+    return figure

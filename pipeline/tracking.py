@@ -1,0 +1,123 @@
+"""Everything that talks to MLflow. The rest of the package calls these functions.
+
+The tracking store is MLflow's own choice: `MLFLOW_TRACKING_URI`, else `sqlite:///mlflow.db` in
+the working directory. Under `mlflow run` the run already exists (`MLFLOW_RUN_ID`) and holds
+the params `mlflow run` logged; we log into it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import os
+from collections.abc import Iterator
+
+import matplotlib.pyplot as plt
+import mlflow
+import mlflow.keras
+import numpy as np
+from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.models import infer_signature
+
+FAILURE_TAG = "failure_reason"
+
+
+def _experiment_id(default_name: str) -> str | None:
+    """Our default experiment, unless MLflow's usual env vars name one (`mlflow run
+    --experiment-name` sets them too). Not `mlflow.set_experiment`: it exports the id to the env."""
+    if os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID"):
+        return None
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(default_name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(default_name)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker
+        return client.get_experiment_by_name(default_name).experiment_id
+
+
+@contextlib.contextmanager
+def run(
+    name: str,
+    experiment: str,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    killed_on: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+) -> Iterator[str]:
+    """Start (or, under `mlflow run`, resume) a run and always end it: FINISHED on success,
+    KILLED on `killed_on` exceptions (Ctrl-C), FAILED otherwise, with a tag saying why."""
+    experiment_id = None
+    if parent_run_id is not None:
+        experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    elif not os.environ.get("MLFLOW_RUN_ID"):
+        experiment_id = _experiment_id(experiment)
+    active = mlflow.start_run(
+        experiment_id=experiment_id,
+        run_name=name,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        nested=parent_run_id is not None,
+    )
+    mlflow.set_tag("mlflow.runName", name)  # also names a run that `mlflow run` created
+    try:
+        yield active.info.run_id
+    except BaseException as error:
+        status = "KILLED" if isinstance(error, killed_on) else "FAILED"
+        mlflow.set_tag(FAILURE_TAG, f"{type(error).__name__}: {error}"[:5000])
+        mlflow.end_run(status)
+        raise
+    mlflow.end_run("FINISHED")
+
+
+def log_params(params: dict[str, str]):
+    """Log params not yet in the active run (`mlflow run` logs the user's own spelling first;
+    logging the same key with another spelling would fail)."""
+    run_id = mlflow.active_run().info.run_id
+    existing = mlflow.get_run(run_id).data.params
+    mlflow.log_params({key: value for key, value in params.items() if key not in existing})
+
+
+def set_tags(tags: dict[str, str]):
+    mlflow.set_tags(tags)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None):
+    mlflow.log_metrics(metrics, step=step)
+
+
+def log_dataset_split(
+    x: np.ndarray, y: np.ndarray, name: str, source: str, digest: str, context: str
+):
+    source = CodeDatasetSource(tags={"source": source})  # a folder or a loader's name
+    dataset = mlflow.data.from_numpy(x, targets=y, name=name, source=source, digest=digest)
+    mlflow.log_input(dataset, context=context)
+
+
+def log_figure(figure: plt.Figure, path: str):
+    mlflow.log_figure(figure, path)
+    plt.close(figure)
+
+
+def log_text(text: str, path: str):
+    mlflow.log_text(text, path)
+
+
+def log_dict(data: dict, path: str):
+    mlflow.log_dict(data, path)
+
+
+def _pip_requirements() -> list[str]:
+    """Given explicitly: MLflow would otherwise infer them in a slow subprocess."""
+    packages = ("tensorflow-cpu", "keras", "numpy")
+    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
+
+
+def log_keras_model(model, x_example: np.ndarray, probabilities: np.ndarray):
+    """The keras flavor with a signature; the input example goes beside it as a serving payload
+    (`input_example=` crashes in mlflow.keras 3.17, mlflow/mlflow#16183)."""
+    signature = infer_signature(x_example, probabilities)
+    mlflow.keras.log_model(
+        model, name="model", signature=signature, pip_requirements=_pip_requirements()
+    )
+    mlflow.log_dict({"inputs": x_example.tolist()}, "model_input_example.json")

@@ -1,0 +1,41 @@
+"""Every test tracks into one throwaway SQLite store (never the user's mlflow.db)."""
+
+import os
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist-t10k"
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracking_store(tmp_path_factory):
+    """Sets MLFLOW_TRACKING_URI for this process and every subprocess; cwd holds the artifacts."""
+    store = tmp_path_factory.mktemp("mlflow")
+    previous_cwd = os.getcwd()
+    os.chdir(store)
+    for name in ("MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID"):
+        os.environ.pop(name, None)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+    # subprocesses run `python` from PATH (mlflow run does): make it this interpreter
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    yield store
+    os.chdir(previous_cwd)
+
+
+@pytest.fixture
+def client() -> mlflow.MlflowClient:
+    return mlflow.MlflowClient()
+
+
+def running_runs(client: mlflow.MlflowClient) -> list:
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    return client.search_runs(experiments, "attributes.status = 'RUNNING'")
+
+
+def pipeline_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]

@@ -1,0 +1,48 @@
+"""Metric functions on crafted arrays with known answers."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from pipeline.evaluation import (
+    classification_report,
+    confusion_matrix_table,
+    score_predictions,
+    tied_top_fraction,
+)
+
+
+def test_tied_top_fraction_counts_rows_whose_maximum_is_shared():
+    probabilities = np.array(
+        [
+            [1.0, 1.0, 0.2],  # saturated sigmoid: tie at the top
+            [0.1, 0.8, 0.1],  # tie below the top does not count
+            [0.3, 0.3, 0.3],  # all tied
+            [0.0, 0.2, 0.9],
+        ],
+        dtype=np.float32,
+    )
+    assert tied_top_fraction(probabilities) == 0.5
+
+
+def test_score_predictions_matches_sklearn():
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    probabilities = np.eye(3)[[0, 1, 1, 1, 2, 0]]
+    metrics = score_predictions(y_true, probabilities)
+    y_pred = probabilities.argmax(axis=1)
+    assert metrics["test_accuracy"] == pytest.approx(4 / 6)
+    assert metrics["test_macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert metrics["test_f1_class_1"] == pytest.approx(0.8)
+    assert metrics["test_tied_top_fraction"] == 0.0
+    assert set(metrics) == {
+        "test_accuracy", "test_macro_f1", "test_weighted_f1", "test_tied_top_fraction",
+        "test_f1_class_0", "test_f1_class_1", "test_f1_class_2",
+    }
+
+
+def test_report_and_confusion_matrix_use_class_names():
+    y_true, y_pred = np.array([0, 1, 1]), np.array([0, 1, 0])
+    text, report = classification_report(y_true, y_pred, ("cat", "dog"))
+    assert "cat" in text and report["dog"]["recall"] == 0.5
+    table = confusion_matrix_table(y_true, y_pred, ("cat", "dog"))
+    assert table.loc["dog", "cat"] == 1 and table.to_numpy().sum() == 3

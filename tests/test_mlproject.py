@@ -1,0 +1,42 @@
+"""`mlflow run . -e train --env-manager local` itself, as a user runs it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import PROJECT_ROOT, running_runs
+
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+
+
+def mlflow_run(experiment: str, *params: str) -> subprocess.CompletedProcess:
+    args = [MLFLOW, "run", str(PROJECT_ROOT), "-e", "train", "--env-manager", "local",
+            "--experiment-name", experiment]
+    for param in params:
+        args += ["-P", param]
+    return subprocess.run(args, capture_output=True, text=True, timeout=600)
+
+
+def test_mlflow_run_train_finishes_and_logs_into_the_run_it_created(client):
+    result = mlflow_run("mlproject", "dataset=digits", "epochs=2", "dropout_rates=0,0,0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "epoch 2/2" in result.stdout
+    experiment = client.get_experiment_by_name("mlproject")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "digits-dropout-0,0,0-seed0"
+    assert run.data.params["dropout_rates"] == "0,0,0"
+    assert run.data.params["data_dir"] == "''"  # mlflow run logs values shell-quoted
+    assert run.data.params["learning_rate"] == "0.001"
+    assert len(client.get_metric_history(run.info.run_id, "val_accuracy")) == 2
+    assert "test_accuracy" in run.data.metrics
+
+
+def test_mlflow_run_with_bad_input_fails_the_run(client):
+    result = mlflow_run("mlproject-bad", "dataset=digits", "dropout_rates=1.5,0,0")
+    assert result.returncode != 0
+    assert "The 'dropout_rates' parameter of train must be" in result.stderr
+    experiment = client.get_experiment_by_name("mlproject-bad")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert running_runs(client) == []

@@ -1,0 +1,57 @@
+"""The builder reproduces the notebook's architecture in both recipes."""
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline.model import build_model
+
+# Flatten 784 -> 100 -> 50 -> 25 -> 10, as in the notebook
+NOTEBOOK_PARAMS = (784 * 100 + 100) + (100 * 50 + 50) + (50 * 25 + 25) + (25 * 10 + 10)
+
+
+def layer_summary(model: keras.Model) -> list[tuple]:
+    summary = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            summary.append(("dense", layer.units, layer.activation.__name__))
+        elif isinstance(layer, keras.layers.Dropout):
+            summary.append(("dropout", layer.rate))
+        else:
+            summary.append((type(layer).__name__.lower(),))
+    return summary
+
+
+@pytest.mark.parametrize("rates", [(0.0, 0.0, 0.0), (0.5, 0.25, 0.0)])
+def test_seed_recipe_is_the_notebook_model(rates):
+    model = build_model((28, 28), 10, (100, 50, 25), rates, recipe="seed")
+    expected = [("flatten",), ("dense", 100, "relu")]
+    expected += [("dropout", 0.5)] if rates[0] else []
+    expected += [("dense", 50, "relu")]
+    expected += [("dropout", 0.25)] if rates[1] else []
+    expected += [("dense", 25, "relu"), ("dense", 10, "sigmoid")]
+    assert layer_summary(model) == expected
+    assert model.count_params() == NOTEBOOK_PARAMS
+    assert model.loss == "sparse_categorical_crossentropy"
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+
+
+def test_standard_recipe_scales_inputs_and_ends_in_softmax():
+    model = build_model((28, 28), 10, (100, 50, 25), (0.5, 0.25, 0.0), learning_rate=0.01)
+    summary = layer_summary(model)
+    assert summary[:2] == [("rescaling",), ("flatten",)]
+    assert summary[-1] == ("dense", 10, "softmax")
+    assert model.count_params() == NOTEBOOK_PARAMS
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    probabilities = model.predict(np.full((2, 28, 28), 255.0), verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_hidden_layers_follow_the_config():
+    model = build_model((8, 8), 10, (32, 16), (0.1, 0.0))
+    assert layer_summary(model)[2:] == [
+        ("dense", 32, "relu"),
+        ("dropout", 0.1),
+        ("dense", 16, "relu"),
+        ("dense", 10, "softmax"),
+    ]

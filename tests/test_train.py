@@ -1,0 +1,181 @@
+"""Real training runs on real data into a temporary MLflow store: what every train run logs."""
+
+import json
+import math
+import signal
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+from conftest import FASHION_MNIST, pipeline_command, running_runs
+from helpers import mnist_data_dir
+
+from pipeline import cli
+from pipeline.config import TrainConfig
+from pipeline.train import EPOCH_METRICS, TrainingDiverged, train
+
+DIGITS = TrainConfig(dataset="digits", epochs=3, seed=7)
+PER_EPOCH = (*EPOCH_METRICS, "generalization_gap", "epoch_seconds")
+ARTIFACTS = {
+    "classification_report.txt",
+    "classification_report.json",
+    "confusion_matrix.png",
+    "confusion_matrix.csv",
+    "learning_curves.png",
+    "model_input_example.json",
+}
+
+
+@pytest.fixture(scope="module")
+def digits_run():
+    result = train(DIGITS)
+    return result, mlflow.MlflowClient().get_run(result.run_id)
+
+
+def test_run_finishes_with_every_param_and_a_descriptive_name(digits_run):
+    _, run = digits_run
+    assert run.info.status == "FINISHED"
+    assert run.data.params == DIGITS.to_params()
+    assert run.info.run_name == "digits-dropout-0.5,0.25,0-seed7"
+    assert run.data.tags["recipe"] == "standard"
+    assert len(run.data.tags["data_sha256"]) == 64
+
+
+def test_each_epoch_metric_is_logged_once_per_epoch(digits_run, client):
+    result, run = digits_run
+    for name in PER_EPOCH:
+        history = client.get_metric_history(run.info.run_id, name)
+        assert sorted(metric.step for metric in history) == [1, 2, 3], name
+    gaps = [m.value for m in sorted(client.get_metric_history(run.info.run_id,
+                                                               "generalization_gap"),
+                                    key=lambda m: m.step)]
+    expected = np.subtract(result.history["val_loss"], result.history["loss"])
+    np.testing.assert_allclose(gaps, expected, rtol=1e-6)
+
+
+def test_final_test_metrics(digits_run):
+    result, run = digits_run
+    metrics = run.data.metrics
+    names = {"test_loss", "test_accuracy", "test_macro_f1", "test_weighted_f1",
+             "test_tied_top_fraction"} | {f"test_f1_class_{k}" for k in range(10)}
+    assert names <= set(metrics)
+    assert 0.5 < metrics["test_accuracy"] <= 1  # 3 epochs on digits learn something
+    assert metrics["test_tied_top_fraction"] == 0.0  # softmax does not tie
+    assert result.test_metrics["test_accuracy"] == metrics["test_accuracy"]
+
+
+def test_artifacts_and_model(digits_run, client, tmp_path):
+    _, run = digits_run
+    run_id = run.info.run_id
+    assert ARTIFACTS <= {artifact.path for artifact in client.list_artifacts(run_id)}
+    report = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/classification_report.json"))
+    assert report["accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
+    csv = mlflow.artifacts.load_text(f"runs:/{run_id}/confusion_matrix.csv").splitlines()
+    assert len(csv) == 11 and csv[0].startswith("true,")
+    model_uri = f"runs:/{run_id}/model"
+    assert mlflow.models.get_model_info(model_uri).signature is not None
+    example = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/model_input_example.json"))
+    probabilities = mlflow.keras.load_model(model_uri).predict(np.array(example["inputs"]))
+    assert probabilities.shape == (5, 10)
+
+
+def test_dataset_inputs_carry_digests(digits_run):
+    _, run = digits_run
+    inputs = {tag.value: item.dataset for item in run.inputs.dataset_inputs
+              for tag in item.tags if tag.key == "mlflow.data.context"}
+    assert set(inputs) == {"train", "validation", "test"}
+    assert inputs["test"].name == "digits-test" and len(inputs["test"].digest) == 16
+
+
+def test_same_seed_gives_identical_metrics(digits_run):
+    first, _ = digits_run
+    again = train(DIGITS)
+    assert again.test_metrics == first.test_metrics
+    for name in EPOCH_METRICS:
+        assert again.history[name] == first.history[name]
+
+
+def test_non_finite_loss_fails_the_run_with_a_reason(client):
+    config = TrainConfig(dataset="digits", epochs=3, recipe="seed", learning_rate=1e10)
+    with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
+        train(config)
+    run = client.get_run(mlflow.last_active_run().info.run_id)
+    assert run.info.status == "FAILED"
+    assert "loss became nan" in run.data.tags["failure_reason"]
+    assert len(client.get_metric_history(run.info.run_id, "loss")) == 1  # stopped at once
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dropout-rates", "0.5,1.5,0"], "The 'dropout_rates' parameter of train must be"),
+        (["--dropout-rates", "0.5,0.2"], "Got '0.5,0.2' instead."),
+        (["--epochs", "0"], "The 'epochs' parameter of train must be an integer >= 1"),
+        (["--batch-size", "0"], "The 'batch_size' parameter of train must be"),
+        (["--validation-split", "0"], "The 'validation_split' parameter of train must be"),
+        (["--dataset", "imagenet"], "The 'dataset' parameter of train must be one of"),
+        (["--recipe", "x"], "The 'recipe' parameter of train must be one of"),
+        (["--data-dir", "/does/not/exist"], "The 'data_dir' parameter of train must be"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_run(args, message, capsys, client):
+    assert cli.main(["train", "--dataset", "digits", *args]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and stderr.count("\n") == 1
+    assert running_runs(client) == []
+
+
+def test_corrupt_data_dir_exits_2_before_training(tmp_path, capsys, client):
+    folder = mnist_data_dir(tmp_path)
+    (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
+    before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    assert cli.main(["train", "--data-dir", str(folder)]) == 2
+    assert "Cannot read IDX file" in capsys.readouterr().err
+    after = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    assert after == before
+
+
+def test_bad_input_from_the_shell_exits_2():
+    result = subprocess.run(pipeline_command("train", "--epochs", "-1"),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: The 'epochs' parameter of train must be an integer >= 1. Got '-1' instead."
+    )
+
+
+def test_ctrl_c_ends_the_run_killed(client):
+    process = subprocess.Popen(
+        pipeline_command("train", "--dataset", "digits", "--epochs", "500"),
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    for line in process.stdout:
+        if line.startswith("epoch 2/"):
+            break
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    [run] = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"],
+                               max_results=1)
+    assert run.info.status == "KILLED"
+    assert "KeyboardInterrupt" in run.data.tags["failure_reason"]
+    assert running_runs(client) == []
+
+
+def test_mnist_from_a_local_idx_folder(tmp_path, client):
+    folder = mnist_data_dir(tmp_path, n_train=8000)
+    result = train(TrainConfig(data_dir=str(folder), epochs=2))
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.params["data_dir"] == str(folder)
+    assert run.data.tags["data_source"] == str(folder.resolve())
+    assert result.test_metrics["test_accuracy"] > 0.85  # real digits, 7200 training images
+
+
+@pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist absent")
+def test_fashion_mnist_run_names_its_classes(client):
+    result = train(TrainConfig(dataset="fashion_mnist", epochs=1))
+    report = mlflow.artifacts.load_text(f"runs:/{result.run_id}/classification_report.txt")
+    assert "Ankle boot" in report and "T-shirt/top" in report
+    assert result.test_metrics["test_accuracy"] > 0.75
+    assert math.isfinite(result.test_metrics["test_loss"])
