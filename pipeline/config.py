@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 DATASETS = ("mnist", "fashion_mnist", "digits")
 RECIPES = ("standard", "seed")

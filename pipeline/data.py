@@ -71,7 +71,9 @@ def read_idx(path: Path) -> np.ndarray:
     shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(content, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
-        raise DataError(f"{str(path)!r} is truncated: header says {shape}, found {data.size} bytes.")
+        raise DataError(
+            f"{str(path)!r} is truncated: header says {shape}, found {data.size} bytes."
+        )
     return data.reshape(shape)
 
 
@@ -82,7 +84,8 @@ def _read_idx_dir(folder: Path) -> dict[str, np.ndarray]:
         if not matches:
             raise DataError(
                 f"data_dir {str(folder)!r} has no file matching {pattern!r} "
-                "(expected the four MNIST IDX files or one .npz with x_train, y_train, x_test, y_test)."
+                "(expected the four MNIST IDX files, or one .npz with "
+                "x_train, y_train, x_test, y_test)."
             )
         arrays[key] = read_idx(matches[0])
     return arrays
@@ -110,7 +113,9 @@ def load_local(folder: str | Path) -> tuple[dict[str, np.ndarray], str]:
 def _check_arrays(arrays: dict[str, np.ndarray], where: str):
     x_train, y_train, x_test, y_test = (arrays[key] for key in IDX_FILES)
     if x_train.ndim != 3 or x_test.shape[1:] != x_train.shape[1:]:
-        raise DataError(f"Images in {where!r} must be N x H x W with one shape; got {x_train.shape}.")
+        raise DataError(
+            f"Images in {where!r} must be N x H x W with one shape; got {x_train.shape}."
+        )
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"Images and labels in {where!r} differ in count.")
 
@@ -124,7 +129,8 @@ def _keras_arrays(name: str) -> tuple[dict[str, np.ndarray], str]:
     except Exception as error:  # keras raises bare Exceptions for network failures
         raise DataError(
             f"Cannot load {name} through keras ({type(error).__name__}: {error}). Offline, pass "
-            f"data_dir=<folder with the IDX or .npz files>, or put {name}.npz into ~/.keras/datasets/."
+            f"data_dir=<folder with the IDX or .npz files>, "
+            f"or put {name}.npz into ~/.keras/datasets/."
         ) from None
     arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     return arrays, f"keras.datasets.{name}"

@@ -6,10 +6,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from sklearn import metrics  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn import metrics
 
 
 def tied_top_fraction(probabilities: np.ndarray) -> float:
@@ -32,7 +32,7 @@ def score_predictions(y_true: np.ndarray, probabilities: np.ndarray) -> dict[str
         "test_weighted_f1": metrics.f1_score(y_true, y_pred, average="weighted", zero_division=0),
         "test_tied_top_fraction": tied_top_fraction(probabilities),
     }
-    result.update({f"test_f1_class_{k}": f1 for k, f1 in zip(labels, per_class_f1)})
+    result.update({f"test_f1_class_{k}": f1 for k, f1 in zip(labels, per_class_f1, strict=False)})
     return {name: float(value) for name, value in result.items()}
 
 
@@ -75,7 +75,7 @@ def learning_curves_figure(history: dict[str, list[float]], title: str = "") -> 
     """Loss and accuracy per epoch, train vs validation."""
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     epochs = np.arange(1, len(history["loss"]) + 1)
-    for axis, metric in zip(axes, ("loss", "accuracy")):
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=False):
         axis.plot(epochs, history[metric], marker="o", label="train")
         axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
         axis.set_xlabel("epoch")

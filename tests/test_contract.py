@@ -56,8 +56,12 @@ def test_defaults_round_trip_through_their_strings():
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ({"dropout_rates": "0.5,1.5,0"}, "The 'dropout_rates' parameter of train must be a "
-         "comma-separated list of rates in [0, 1), one per hidden layer. Got '0.5,1.5,0' instead."),
+        (
+            {"dropout_rates": "0.5,1.5,0"},
+            "The 'dropout_rates' parameter of train must be a "
+            "comma-separated list of rates in [0, 1), one per hidden layer. "
+            "Got '0.5,1.5,0' instead.",
+        ),
         ({"dropout_rates": "0.5,0.25"}, "Got '0.5,0.25' instead."),
         ({"dropout_rates": "a,b,c"}, "Got 'a,b,c' instead."),
         ({"epochs": "0"}, "The 'epochs' parameter of train must be an integer >= 1. Got '0'"),

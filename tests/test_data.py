@@ -32,8 +32,13 @@ def test_mnist_from_an_idx_data_dir(tmp_path, gz):
 
 def test_mnist_from_an_npz_data_dir_equals_the_idx_one(tmp_path):
     images, labels = shared_mnist()
-    np.savez(tmp_path / "mnist.npz", x_train=images[:8000], y_train=labels[:8000],
-             x_test=images[8000:], y_test=labels[8000:])
+    np.savez(
+        tmp_path / "mnist.npz",
+        x_train=images[:8000],
+        y_train=labels[:8000],
+        x_test=images[8000:],
+        y_test=labels[8000:],
+    )
     from_npz = load_dataset(TrainConfig(data_dir=str(tmp_path)))
     from_idx = load_dataset(TrainConfig(data_dir=str(mnist_data_dir(tmp_path / "idx"))))
     assert from_npz.sha256 == from_idx.sha256

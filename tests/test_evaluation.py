@@ -35,8 +35,13 @@ def test_score_predictions_matches_sklearn():
     assert metrics["test_f1_class_1"] == pytest.approx(0.8)
     assert metrics["test_tied_top_fraction"] == 0.0
     assert set(metrics) == {
-        "test_accuracy", "test_macro_f1", "test_weighted_f1", "test_tied_top_fraction",
-        "test_f1_class_0", "test_f1_class_1", "test_f1_class_2",
+        "test_accuracy",
+        "test_macro_f1",
+        "test_weighted_f1",
+        "test_tied_top_fraction",
+        "test_f1_class_0",
+        "test_f1_class_1",
+        "test_f1_class_2",
     }
 
 

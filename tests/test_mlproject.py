@@ -10,8 +10,17 @@ MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 
 def mlflow_run(experiment: str, *params: str) -> subprocess.CompletedProcess:
-    args = [MLFLOW, "run", str(PROJECT_ROOT), "-e", "train", "--env-manager", "local",
-            "--experiment-name", experiment]
+    args = [
+        MLFLOW,
+        "run",
+        str(PROJECT_ROOT),
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        experiment,
+    ]
     for param in params:
         args += ["-P", param]
     return subprocess.run(args, capture_output=True, text=True, timeout=600)

@@ -47,9 +47,12 @@ def test_each_epoch_metric_is_logged_once_per_epoch(digits_run, client):
     for name in PER_EPOCH:
         history = client.get_metric_history(run.info.run_id, name)
         assert sorted(metric.step for metric in history) == [1, 2, 3], name
-    gaps = [m.value for m in sorted(client.get_metric_history(run.info.run_id,
-                                                               "generalization_gap"),
-                                    key=lambda m: m.step)]
+    gaps = [
+        m.value
+        for m in sorted(
+            client.get_metric_history(run.info.run_id, "generalization_gap"), key=lambda m: m.step
+        )
+    ]
     expected = np.subtract(result.history["val_loss"], result.history["loss"])
     np.testing.assert_allclose(gaps, expected, rtol=1e-6)
 
@@ -57,8 +60,13 @@ def test_each_epoch_metric_is_logged_once_per_epoch(digits_run, client):
 def test_final_test_metrics(digits_run):
     result, run = digits_run
     metrics = run.data.metrics
-    names = {"test_loss", "test_accuracy", "test_macro_f1", "test_weighted_f1",
-             "test_tied_top_fraction"} | {f"test_f1_class_{k}" for k in range(10)}
+    names = {
+        "test_loss",
+        "test_accuracy",
+        "test_macro_f1",
+        "test_weighted_f1",
+        "test_tied_top_fraction",
+    } | {f"test_f1_class_{k}" for k in range(10)}
     assert names <= set(metrics)
     assert 0.5 < metrics["test_accuracy"] <= 1  # 3 epochs on digits learn something
     assert metrics["test_tied_top_fraction"] == 0.0  # softmax does not tie
@@ -68,7 +76,7 @@ def test_final_test_metrics(digits_run):
 def test_artifacts_and_model(digits_run, client, tmp_path):
     _, run = digits_run
     run_id = run.info.run_id
-    assert ARTIFACTS <= {artifact.path for artifact in client.list_artifacts(run_id)}
+    assert {artifact.path for artifact in client.list_artifacts(run_id)} >= ARTIFACTS
     report = json.loads(mlflow.artifacts.load_text(f"runs:/{run_id}/classification_report.json"))
     assert report["accuracy"] == pytest.approx(run.data.metrics["test_accuracy"])
     csv = mlflow.artifacts.load_text(f"runs:/{run_id}/confusion_matrix.csv").splitlines()
@@ -82,8 +90,12 @@ def test_artifacts_and_model(digits_run, client, tmp_path):
 
 def test_dataset_inputs_carry_digests(digits_run):
     _, run = digits_run
-    inputs = {tag.value: item.dataset for item in run.inputs.dataset_inputs
-              for tag in item.tags if tag.key == "mlflow.data.context"}
+    inputs = {
+        tag.value: item.dataset
+        for item in run.inputs.dataset_inputs
+        for tag in item.tags
+        if tag.key == "mlflow.data.context"
+    }
     assert set(inputs) == {"train", "validation", "test"}
     assert inputs["test"].name == "digits-test" and len(inputs["test"].digest) == 16
 
@@ -137,8 +149,9 @@ def test_corrupt_data_dir_exits_2_before_training(tmp_path, capsys, client):
 
 
 def test_bad_input_from_the_shell_exits_2():
-    result = subprocess.run(pipeline_command("train", "--epochs", "-1"),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        pipeline_command("train", "--epochs", "-1"), capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "error: The 'epochs' parameter of train must be an integer >= 1. Got '-1' instead."
@@ -148,7 +161,9 @@ def test_bad_input_from_the_shell_exits_2():
 def test_ctrl_c_ends_the_run_killed(client):
     process = subprocess.Popen(
         pipeline_command("train", "--dataset", "digits", "--epochs", "500"),
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     for line in process.stdout:
         if line.startswith("epoch 2/"):
@@ -156,8 +171,9 @@ def test_ctrl_c_ends_the_run_killed(client):
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=120) == 130
     experiment = client.get_experiment_by_name("dropout-mlp-digits")
-    [run] = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"],
-                               max_results=1)
+    [run] = client.search_runs(
+        [experiment.experiment_id], order_by=["start_time DESC"], max_results=1
+    )
     assert run.info.status == "KILLED"
     assert "KeyboardInterrupt" in run.data.tags["failure_reason"]
     assert running_runs(client) == []
