@@ -25,6 +25,8 @@ class ParameterError(ValueError):
 
 def format_param(value: Any) -> str:
     """The canonical string of a value, as MLproject, the CLI and MLflow params show it."""
+    if isinstance(value, bool):
+        return str(value).lower()
     if isinstance(value, tuple):
         return ",".join(format_param(item) for item in value)
     if isinstance(value, float):
@@ -141,6 +143,13 @@ class ModelDataConfig(_Config):
         "standard: inputs scaled to [0,1], softmax; seed: the notebook's raw pixels, sigmoid",
     )
 
+    def train_config(self, **changes) -> TrainConfig:
+        """The train config of these shared params, with `changes` (e.g. dropout_rates)."""
+        shared = {
+            field.name: getattr(self, field.name) for field in dataclasses.fields(ModelDataConfig)
+        }
+        return TrainConfig(**{**shared, **changes})
+
 
 @dataclass(frozen=True)
 class TrainConfig(ModelDataConfig):
@@ -158,3 +167,99 @@ class TrainConfig(ModelDataConfig):
     def run_name(self) -> str:
         recipe = "" if self.recipe == "standard" else f"-recipe_{self.recipe}"
         return f"{self.dataset}-dropout-{format_param(self.dropout_rates)}-seed{self.seed}{recipe}"
+
+
+PRUNERS = ("median", "hyperband", "none")
+STORAGE_SCHEMES = ("journal:", "sqlite:", "postgresql", "mysql")
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
+@dataclass(frozen=True)
+class TuneConfig(ModelDataConfig):
+    """An Optuna search over one dropout rate per hidden layer (and optionally the learning
+    rate); `seed` seeds the sampler and every trial's training."""
+
+    ENTRY_POINT = "tune"
+
+    n_trials: int = param(
+        20,
+        int,
+        "an integer >= 1",
+        lambda v, c: v >= 1,
+        "finished (complete or pruned) trials the study ends with, resumed runs included",
+    )
+    max_rate: float = param(
+        0.7,
+        float,
+        "a float in the open interval (0, 1)",
+        lambda v, c: 0 < v < 1,
+        "each dropout rate is searched in [0, max_rate]",
+    )
+    rate_step: float = param(
+        0.05,
+        float,
+        "a float in (0, max_rate]",
+        lambda v, c: 0 < v <= c.max_rate,
+        "grid step of the searched rates",
+    )
+    search_learning_rate: bool = param(
+        False,
+        boolean,
+        "true or false",
+        lambda v, c: isinstance(v, bool),
+        "also search the Adam learning rate, log-uniform in [1e-4, 1e-2]",
+    )
+    pruner: str = param(
+        "median",
+        str,
+        f"one of {PRUNERS}",
+        lambda v, c: v in PRUNERS,
+        "stops unpromising trials early on their per-epoch val_accuracy",
+    )
+    pruner_startup_trials: int = param(
+        5,
+        int,
+        "an integer >= 0",
+        lambda v, c: v >= 0,
+        "median pruner: trials that run to the end before pruning starts",
+    )
+    study_name: str = param(
+        "",
+        str,
+        "a non-blank name or empty",
+        lambda v, c: v == v.strip(),
+        "Optuna study (and MLflow parent run) name; re-running a name resumes it. "
+        "Empty: <dataset>-dropout-search",
+    )
+    storage: str = param(
+        "",
+        str,
+        "empty, journal:<path>, or an Optuna RDB URL (sqlite:///…, postgresql://…, mysql://…)",
+        lambda v, c: v == "" or v.startswith(STORAGE_SCHEMES),
+        "Optuna storage; empty: a journal file beside the local tracking store",
+    )
+    timeout: float = param(
+        0.0,
+        float,
+        "a float >= 0 (seconds; 0 means none)",
+        lambda v, c: math.isfinite(v) and v >= 0,
+        "stop starting new trials after this many seconds",
+    )
+    final_seeds: int = param(
+        3,
+        int,
+        "an integer >= 0",
+        lambda v, c: v >= 0,
+        "retrain the best config and the notebook's two configs on this many fresh seeds",
+    )
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"{self.dataset}-dropout-search"

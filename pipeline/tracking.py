@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import os
+import urllib.parse
 from collections.abc import Iterator
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import mlflow
@@ -44,22 +46,29 @@ def run(
     tags: dict[str, str] | None = None,
     parent_run_id: str | None = None,
     killed_on: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+    resume_run_id: str | None = None,
 ) -> Iterator[str]:
-    """Start (or, under `mlflow run`, resume) a run and always end it: FINISHED on success,
-    KILLED on `killed_on` exceptions (Ctrl-C), FAILED otherwise, with a tag saying why."""
-    experiment_id = None
-    if parent_run_id is not None:
-        experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
-    elif not os.environ.get("MLFLOW_RUN_ID"):
-        experiment_id = _experiment_id(experiment)
-    active = mlflow.start_run(
-        experiment_id=experiment_id,
-        run_name=name,
-        tags=tags,
-        parent_run_id=parent_run_id,
-        nested=parent_run_id is not None,
-    )
-    mlflow.set_tag("mlflow.runName", name)  # also names a run that `mlflow run` created
+    """Start (or, under `mlflow run`, continue) a run and always end it: FINISHED on success,
+    KILLED on `killed_on` exceptions (Ctrl-C), FAILED otherwise, with a tag saying why.
+    `resume_run_id` reopens an earlier run (a resumed study's parent) instead."""
+    if resume_run_id:
+        created_by_mlflow_run = os.environ.pop("MLFLOW_RUN_ID", None)
+        if created_by_mlflow_run:
+            mlflow.MlflowClient().set_tag(created_by_mlflow_run, "resumed_run_id", resume_run_id)
+        active = mlflow.start_run(run_id=resume_run_id)
+    else:
+        experiment_id = None
+        if parent_run_id is not None:
+            experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+        elif not os.environ.get("MLFLOW_RUN_ID"):
+            experiment_id = _experiment_id(experiment)
+        active = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=name,
+            parent_run_id=parent_run_id,
+            nested=parent_run_id is not None,
+        )
+    mlflow.set_tags({"mlflow.runName": name, **(tags or {})})  # names `mlflow run`'s run too
     try:
         yield active.info.run_id
     except BaseException as error:
@@ -121,3 +130,52 @@ def log_keras_model(model, x_example: np.ndarray, probabilities: np.ndarray):
         model, name="model", signature=signature, pip_requirements=_pip_requirements()
     )
     mlflow.log_dict({"inputs": x_example.tolist()}, "model_input_example.json")
+
+
+def active_run_id() -> str:
+    return mlflow.active_run().info.run_id
+
+
+def set_description(text: str):
+    """The run's description in the MLflow UI."""
+    mlflow.set_tag("mlflow.note.content", text)
+
+
+def tag_run(run_id: str, tags: dict[str, str]):
+    client = mlflow.MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def end_stale_run(run_id: str, reason: str):
+    """Mark a run left RUNNING by a killed process as FAILED, with the reason."""
+    client = mlflow.MlflowClient()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, FAILURE_TAG, reason)
+        client.set_terminated(run_id, "FAILED")
+
+
+def child_runs(parent_run_id: str, tags: dict[str, str] | None = None) -> list:
+    """Runs nested under a parent, optionally with the given tag values, oldest first."""
+    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    clauses = [f"tags.mlflow.parentRunId = '{parent_run_id}'"]
+    clauses += [f"tags.{key} = '{value}'" for key, value in (tags or {}).items()]
+    return mlflow.search_runs(
+        [experiment_id], " and ".join(clauses), order_by=["start_time ASC"], output_format="list"
+    )
+
+
+def metric_history(run_id: str, key: str) -> list[float]:
+    history = mlflow.MlflowClient().get_metric_history(run_id, key)
+    return [metric.value for metric in sorted(history, key=lambda metric: metric.step)]
+
+
+def local_store_dir() -> Path:
+    """The folder of a local tracking store (sqlite file or mlruns); else the working dir."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri.removeprefix("sqlite:///")).resolve().parent
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path).resolve().parent
+    return Path.cwd()
