@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sys
 
-from pipeline.config import ParameterError, TrainConfig
+from pipeline.config import ParameterError, TrainConfig, TuneConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
 
@@ -29,8 +29,16 @@ def run_train(config: TrainConfig):
     )
 
 
+def run_tune(config: TuneConfig):
+    from pipeline.data import load_dataset
+    from pipeline.tune import tune
+
+    tune(config, load_dataset(config))
+
+
 COMMANDS = {
     "train": (TrainConfig, run_train, "train the MLP once, tracked as one MLflow run"),
+    "tune": (TuneConfig, run_tune, "Optuna search of the dropout rates; a child run per trial"),
 }
 
 

@@ -135,6 +135,7 @@ def train(
     with tracking.run(config.run_name, experiment, run_tags, parent_run_id, killed_on) as run_id:
         tracking.log_params(config.to_params())
         _log_dataset(dataset)
+        keras.backend.clear_session()  # a fresh graph per run: no retracing across runs
         keras.utils.set_random_seed(config.seed)
         model = build_model(
             dataset.x_train.shape[1:],

@@ -1,0 +1,338 @@
+"""Optuna search over dropout rates: one MLflow parent run per study, one child run per trial.
+
+Each trial runs the train code path (same per-epoch logging) as a child run and reports every
+epoch's `val_accuracy` to the pruner; a pruned child ends KILLED and tagged `pruned`. The study
+lives in Optuna storage (a journal file beside the local tracking store by default), so running
+the same `study_name` again resumes it: finished trials are kept, a trial whose process died is
+marked FAIL and retried, and the study stops at exactly `n_trials` finished trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import warnings
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from pipeline import statistics, tracking
+from pipeline.config import ParameterError, TrainConfig, TuneConfig, format_param
+from pipeline.data import Dataset, load_dataset
+from pipeline.train import TrainingDiverged, train
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+WORKER_ATTR = "worker"
+LEARNING_RATE_RANGE = (1e-4, 1e-2)
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial, and the bar
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_alive(worker: str) -> bool:
+    """Whether a trial's process still runs; a process on another host is assumed alive."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
+    """The MLflow child run of a trial that died with its process: FAILED, not RUNNING."""
+    parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent_run_id:
+        for run in tracking.child_runs(parent_run_id, {"trial_number": str(trial.number)}):
+            reason = "its worker process died; the Optuna trial was marked FAIL"
+            tracking.end_stale_run(run.info.run_id, reason)
+
+
+def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
+    """RDB heartbeat callback: end the dead trial's child run and enqueue its params again."""
+    _end_trial_runs(study, trial)
+    RetryFailedTrialCallback(max_retry=1)(study, trial)
+
+
+def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
+    if config.storage.startswith(("sqlite:", "postgresql", "mysql")):
+        try:
+            return RDBStorage(
+                config.storage,
+                heartbeat_interval=30,
+                grace_period=90,
+                failed_trial_callback=_retry_stale_trial,
+            )
+        except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
+            raise ParameterError(
+                f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
+            ) from None
+    path = config.storage.removeprefix("journal:") or str(
+        tracking.local_store_dir() / "optuna.journal"
+    )
+    return JournalStorage(JournalFileBackend(path))
+
+
+def create_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
+    if config.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials)
+    if config.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
+    return optuna.pruners.NopPruner()
+
+
+def suggest_train_config(trial: optuna.Trial, config: TuneConfig) -> TrainConfig:
+    """The search space: one rate per hidden layer in [0, max_rate], optionally the learning
+    rate; every other param passes through."""
+    rates = tuple(
+        trial.suggest_float(f"dropout_rate_{layer}", 0.0, config.max_rate, step=config.rate_step)
+        for layer in range(len(config.hidden_units))
+    )
+    learning_rate = (
+        trial.suggest_float("learning_rate", *LEARNING_RATE_RANGE, log=True)
+        if config.search_learning_rate
+        else config.learning_rate
+    )
+    return config.train_config(dropout_rates=rates, learning_rate=learning_rate)
+
+
+def objective(trial: optuna.Trial, config: TuneConfig, dataset: Dataset, parent_run_id: str):
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    train_config = suggest_train_config(trial, config)
+    print(f"trial {trial.number}: dropout_rates={format_param(train_config.dropout_rates)}")
+
+    def report(epoch: int, metrics: dict[str, float]):
+        trial.report(metrics["val_accuracy"], epoch)
+        if trial.should_prune():
+            tracking.set_tags({"pruned": "true", "trial_state": "PRUNED"})
+            print(f"trial {trial.number}: pruned after epoch {epoch}")
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+    result = train(
+        train_config,
+        dataset,
+        parent_run_id=parent_run_id,
+        epoch_hooks=[report],
+        tags={"entry_point": "tune", "trial_number": str(trial.number), "study": config.name},
+        killed_on=(KeyboardInterrupt, optuna.TrialPruned),
+    )
+    tracking.tag_run(result.run_id, {"trial_state": "COMPLETE"})
+    value = max(result.history["val_accuracy"])
+    print(f"trial {trial.number}: complete, best val_accuracy {value:.4f}")
+    return value
+
+
+def fail_interrupted_trials(study: optuna.Study):
+    """Journal storage has no heartbeat: a RUNNING trial whose process is gone (kill -9) is
+    marked FAIL, its child run FAILED, and its params are enqueued to be tried again."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if is_alive(trial.user_attrs.get(WORKER_ATTR, "")):
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        _end_trial_runs(study, trial)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        print(f"trial {trial.number} was interrupted: marked FAIL, its params queued again")
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def load_study(config: TuneConfig) -> optuna.Study:
+    storage = create_storage(config)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=config.name,
+        direction="maximize",
+        pruner=create_pruner(config),
+        load_if_exists=True,
+    )
+    # Offset by the trials so far: a resumed study does not replay its first random samples.
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+    if isinstance(storage, JournalStorage):
+        fail_interrupted_trials(study)
+    return study
+
+
+def epochs_spent(study: optuna.Study, epochs: int) -> dict[str, float]:
+    trials = study.get_trials(deepcopy=False, states=FINISHED)
+    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
+    trained = sum(len(trial.intermediate_values) for trial in trials)
+    return {
+        "n_finished_trials": len(trials),
+        "n_pruned_trials": len(pruned),
+        "n_failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+        "epochs_trained": trained,
+        "epochs_saved_by_pruning": len(trials) * epochs - trained,
+    }
+
+
+def best_rates(study: optuna.Study, layers: int) -> tuple[float, ...]:
+    return tuple(study.best_params[f"dropout_rate_{layer}"] for layer in range(layers))
+
+
+def _log_plots(study: optuna.Study):
+    """Optuna's own visualizations (matplotlib backend), as png artifacts of the parent."""
+    from optuna.visualization import matplotlib as optuna_plots
+
+    plots = {
+        "optimization_history": optuna_plots.plot_optimization_history,
+        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
+        "slice": optuna_plots.plot_slice,
+        "param_importances": optuna_plots.plot_param_importances,
+        "intermediate_values": optuna_plots.plot_intermediate_values,
+    }
+    for name, plot in plots.items():
+        try:
+            axes = plot(study)
+        except (ValueError, RuntimeError) as error:  # e.g. importances need 2+ complete trials
+            print(f"skipped plot {name}: {error}")
+            continue
+        figure = np.ravel(axes)[0].get_figure()
+        figure.set_size_inches(10, 6)
+        tracking.log_figure(figure, f"plots/{name}.png")
+    plt.close("all")
+
+
+def log_study_results(study: optuna.Study, config: TuneConfig):
+    frame = study.trials_dataframe(
+        attrs=("number", "value", "params", "state", "duration", "user_attrs")
+    )
+    frame["duration_seconds"] = frame.pop("duration").dt.total_seconds()
+    tracking.log_text(frame.to_csv(index=False), "trials.csv")
+    tracking.log_metrics(epochs_spent(study, config.epochs))
+    _log_plots(study)
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return
+    rates = best_rates(study, len(config.hidden_units))
+    best = {"best_val_accuracy": study.best_value, "best_trial_number": study.best_trial.number}
+    best.update({f"best_dropout_rate_{layer}": rate for layer, rate in enumerate(rates)})
+    if config.search_learning_rate:
+        best["best_learning_rate"] = study.best_params["learning_rate"]
+    tracking.log_metrics(best)
+    tracking.set_tags({"best_dropout_rates": format_param(rates)})
+
+
+def notebook_configs(config: TuneConfig, study: optuna.Study) -> dict[str, TrainConfig]:
+    """The tuned config next to the notebook's two (padded/cut to the number of layers)."""
+    layers = len(config.hidden_units)
+    notebook_dropout = ((0.5, 0.25) + (0.0,) * layers)[:layers]
+    best_learning_rate = study.best_params.get("learning_rate", config.learning_rate)
+    return {
+        "tuned": config.train_config(
+            dropout_rates=best_rates(study, layers), learning_rate=best_learning_rate
+        ),
+        "no_dropout": config.train_config(dropout_rates=(0.0,) * layers),
+        "notebook_dropout": config.train_config(dropout_rates=notebook_dropout),
+    }
+
+
+def _final_run(
+    train_config: TrainConfig, name: str, study_name: str, parent_run_id: str
+) -> dict[str, float]:
+    """One fresh-seed run on the test set, reused if the parent already has it FINISHED."""
+    tags = {"study": study_name, "final_config": name, "seed": str(train_config.seed)}
+    for run in tracking.child_runs(parent_run_id, tags):
+        if run.info.status == "FINISHED":
+            return run.data.metrics
+    result = train(train_config, parent_run_id=parent_run_id, tags={"entry_point": "tune", **tags})
+    return result.test_metrics
+
+
+def compare_on_fresh_seeds(config: TuneConfig, study: optuna.Study, parent_run_id: str):
+    """Retrain the tuned and the notebook's configs on seeds the search never saw; log
+    mean and 95% CI of test accuracy and macro F1 per config."""
+    seeds = [config.seed + 1 + offset for offset in range(config.final_seeds)]
+    rows = []
+    for name, train_config in notebook_configs(config, study).items():
+        results = [
+            _final_run(
+                dataclasses.replace(train_config, seed=seed), name, config.name, parent_run_id
+            )
+            for seed in seeds
+        ]
+        row = {"config": name, "dropout_rates": format_param(train_config.dropout_rates)}
+        for metric in ("test_accuracy", "test_macro_f1"):
+            mean, low, high = statistics.mean_confidence_interval(
+                [result[metric] for result in results]
+            )
+            row.update(
+                {f"{metric}_mean": mean, f"{metric}_ci95_low": low, f"{metric}_ci95_high": high}
+            )
+            tracking.log_metrics(
+                {
+                    f"final_{name}_{metric}_mean": mean,
+                    f"final_{name}_{metric}_ci95_low": low,
+                    f"final_{name}_{metric}_ci95_high": high,
+                }
+            )
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    tracking.log_text(table.to_csv(index=False), "final_comparison.csv")
+    return table
+
+
+def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | None) -> str:
+    """A few lines for the parent run's description and `summary.md`."""
+    spent = epochs_spent(study, config.epochs)
+    lines = [
+        f"**Optuna study `{config.name}`** on {config.dataset} ({config.recipe} recipe): "
+        f"{spent['n_finished_trials']} finished trials, {spent['n_pruned_trials']} pruned, "
+        f"{spent['epochs_saved_by_pruning']} of {spent['n_finished_trials'] * config.epochs} "
+        "epochs saved by pruning.",
+    ]
+    if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        rates = format_param(best_rates(study, len(config.hidden_units)))
+        lines.append(
+            f"Best val_accuracy {study.best_value:.4f} with dropout_rates {rates} "
+            f"(trial {study.best_trial.number})."
+        )
+    if final is not None:
+        lines.append(f"\nTest set, retrained on {config.final_seeds} fresh seeds (mean, 95% CI):\n")
+        lines.append(final.to_markdown(index=False, floatfmt=".4f"))
+    return "\n".join(lines)
+
+
+def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
+    """Run (or resume) the study named by the config; returns the Optuna study."""
+    dataset = dataset or load_dataset(config)
+    study = load_study(config)
+    known_parent = study.user_attrs.get(PARENT_RUN_ATTR)
+    tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
+    experiment = f"dropout-mlp-{config.dataset}"
+    with tracking.run(config.name, experiment, tags, resume_run_id=known_parent) as parent_run_id:
+        if known_parent is None:
+            study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+        tracking.log_params(config.to_params())
+        remaining = config.n_trials - count_finished(study)
+        if remaining > 0:
+            study.optimize(
+                lambda trial: objective(trial, config, dataset, parent_run_id),
+                n_trials=remaining,
+                timeout=config.timeout or None,
+                catch=(TrainingDiverged,),
+                callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED)],
+                show_progress_bar=True,
+            )
+        log_study_results(study, config)
+        final = None
+        if config.final_seeds and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            final = compare_on_fresh_seeds(config, study, parent_run_id)
+        summary = summarize(study, config, final)
+        tracking.log_text(summary, "summary.md")
+        tracking.set_description(summary)
+    print(summary)
+    return study

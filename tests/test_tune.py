@@ -1,0 +1,189 @@
+"""Optuna studies on real digits data: parent/child runs, pruning, resume after kill -9."""
+
+import signal
+import subprocess
+
+import mlflow
+import optuna
+import pytest
+from conftest import pipeline_command, running_runs
+
+from pipeline import cli, tracking
+from pipeline.config import TuneConfig
+from pipeline.tune import suggest_train_config, tune
+
+TINY = dict(dataset="digits", epochs=3, n_trials=6, pruner_startup_trials=1, seed=0)
+PLOTS = {"optimization_history", "parallel_coordinate", "slice", "param_importances"}
+
+
+def study_runs(client, study_name: str):
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    runs = client.search_runs([experiment.experiment_id], f"tags.study = '{study_name}'")
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    return parents, children
+
+
+@pytest.fixture(scope="module")
+def tiny_study():
+    config = TuneConfig(**TINY, study_name="tiny", final_seeds=2)
+    return config, tune(config)
+
+
+def test_one_parent_and_one_child_per_trial(tiny_study, client):
+    _, study = tiny_study
+    parents, children = study_runs(client, "tiny")
+    [parent] = parents
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "tiny"
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parent.info.run_id}
+    trial_runs = [run for run in children if "trial_number" in run.data.tags]
+    assert sorted(int(run.data.tags["trial_number"]) for run in trial_runs) == list(range(6))
+    assert len(study.trials) == 6
+    assert parent.data.params["n_trials"] == "6"
+
+
+def test_children_log_what_train_logs_per_epoch(tiny_study, client):
+    _, study = tiny_study
+    _, children = study_runs(client, "tiny")
+    for run in children:
+        if "trial_number" not in run.data.tags:
+            continue
+        trial = study.trials[int(run.data.tags["trial_number"])]
+        epochs = len(trial.intermediate_values)
+        for name in ("loss", "val_loss", "val_accuracy", "generalization_gap", "epoch_seconds"):
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, name)]
+            assert sorted(steps) == list(range(1, epochs + 1)), (name, trial.number)
+        assert tracking.metric_history(run.info.run_id, "val_accuracy") == [
+            trial.intermediate_values[step] for step in sorted(trial.intermediate_values)
+        ]
+        assert run.data.params["dropout_rates"] == ",".join(
+            f"{trial.params[f'dropout_rate_{layer}']:g}" for layer in range(3)
+        )
+
+
+def test_pruned_trials_end_killed_and_tagged(tiny_study, client):
+    _, study = tiny_study
+    _, children = study_runs(client, "tiny")
+    pruned = [t.number for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, "the median pruner with one startup trial prunes on this seed"
+    for run in children:
+        if run.data.tags.get("trial_number") in {str(number) for number in pruned}:
+            assert run.info.status == "KILLED"
+            assert run.data.tags["pruned"] == "true"
+            assert run.data.tags["trial_state"] == "PRUNED"
+            assert "test_accuracy" not in run.data.metrics
+        elif "trial_number" in run.data.tags:
+            assert run.info.status == "FINISHED"
+            assert run.data.tags["trial_state"] == "COMPLETE"
+
+
+def test_parent_holds_results_plots_and_fresh_seed_comparison(tiny_study, client):
+    _, study = tiny_study
+    [parent], children = study_runs(client, "tiny")
+    metrics = parent.data.metrics
+    assert metrics["best_val_accuracy"] == pytest.approx(study.best_value)
+    assert metrics["n_finished_trials"] == 6
+    assert metrics["n_pruned_trials"] >= 1
+    assert metrics["epochs_saved_by_pruning"] == 6 * 3 - metrics["epochs_trained"] > 0
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "final_comparison.csv", "summary.md", "plots"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
+    assert {f"plots/{name}.png" for name in PLOTS} <= plots
+    trials_csv = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/trials.csv")
+    assert len(trials_csv.strip().splitlines()) == 7 and "params_dropout_rate_0" in trials_csv
+    for name in ("tuned", "no_dropout", "notebook_dropout"):
+        low = metrics[f"final_{name}_test_accuracy_ci95_low"]
+        assert low <= metrics[f"final_{name}_test_accuracy_mean"]
+        seeds = [r.data.tags["seed"] for r in children if r.data.tags.get("final_config") == name]
+        assert sorted(seeds) == ["1", "2"]  # fresh seeds, not the search's seed 0
+    assert "Best val_accuracy" in parent.data.tags["mlflow.note.content"]
+
+
+def test_rerun_of_a_finished_study_trains_nothing_new(tiny_study, client):
+    config, _ = tiny_study
+    _, before = study_runs(client, "tiny")
+    study = tune(config)
+    parents, after = study_runs(client, "tiny")
+    assert len(parents) == 1 and len(after) == len(before)
+    assert len(study.trials) == 6
+
+
+def test_kill_9_mid_trial_then_resume(client):
+    args = pipeline_command(
+        "tune",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "30",
+        "--n-trials",
+        "3",
+        "--pruner",
+        "none",
+        "--final-seeds",
+        "0",
+        "--study-name",
+        "killed",
+    )
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen_trial_1 = False
+    for line in process.stdout:
+        seen_trial_1 = seen_trial_1 or line.startswith("trial 1:")
+        if seen_trial_1 and line.startswith("epoch 2/"):
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    [parent], children = study_runs(client, "killed")
+    assert parent.info.status == "RUNNING"  # nothing could end it
+
+    resumed = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "trial 1 was interrupted" in resumed.stdout
+
+    study = optuna.load_study(study_name="killed", storage=tune_storage())
+    states = [trial.state.name for trial in study.trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[2].params == study.trials[1].params  # the killed trial, retried
+    parents, children = study_runs(client, "killed")
+    assert [p.info.run_id for p in parents] == [parent.info.run_id]
+    assert parents[0].info.status == "FINISHED"
+    by_trial = {}
+    for run in children:
+        by_trial.setdefault(run.data.tags["trial_number"], []).append(run.info.status)
+    assert by_trial == {"0": ["FINISHED"], "1": ["FAILED"], "2": ["FINISHED"], "3": ["FINISHED"]}
+    assert running_runs(client) == []
+
+
+def tune_storage():
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    return JournalStorage(JournalFileBackend(str(tracking.local_store_dir() / "optuna.journal")))
+
+
+def test_search_space_covers_each_layer_and_optionally_the_learning_rate():
+    config = TuneConfig(dataset="digits", max_rate=0.5, rate_step=0.1, search_learning_rate=True)
+    trial = optuna.trial.FixedTrial(
+        {"dropout_rate_0": 0.3, "dropout_rate_1": 0.0, "dropout_rate_2": 0.5, "learning_rate": 3e-3}
+    )
+    train_config = suggest_train_config(trial, config)
+    assert train_config.dropout_rates == (0.3, 0.0, 0.5)
+    assert train_config.learning_rate == 3e-3
+    assert train_config.dataset == "digits" and train_config.epochs == config.epochs
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n-trials", "0"], "The 'n_trials' parameter of tune must be an integer >= 1"),
+        (["--max-rate", "1"], "The 'max_rate' parameter of tune must be a float in the open"),
+        (["--pruner", "asha"], "The 'pruner' parameter of tune must be one of"),
+        (["--storage", "redis://localhost"], "The 'storage' parameter of tune must be empty,"),
+        (["--rate-step", "0.9"], "The 'rate_step' parameter of tune must be a float in (0, max"),
+        (["--search-learning-rate", "maybe"], "'search_learning_rate' parameter of tune must"),
+    ],
+)
+def test_bad_input_exits_2(args, message, capsys, client):
+    assert cli.main(["tune", "--dataset", "digits", *args]) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and stderr.count("\n") == 1
+    assert running_runs(client) == []
