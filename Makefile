@@ -23,6 +23,10 @@ train: install  ## the train entry point on defaults; e.g. make train ARGS="-P d
 test: install
 	$(PYTHON) -m pytest -m "not slow" $(ARGS)
 
+bench: install  ## timings and slow acceptance checks; writes bench/results.{md,json}
+	$(PYTHON) -m pytest -m slow bench/ $(ARGS)
+	$(PYTHON) bench/bench.py
+
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
