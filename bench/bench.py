@@ -1,0 +1,341 @@
+"""`make bench`: the pipeline against the bare notebook code, on the same data and model.
+
+Writes bench/results.json and bench/results.md (and the table into README.md between the
+`bench` markers). Every timing is repeated (seeds 0..repeats-1) and reported as the median.
+
+    python bench/bench.py [--epochs 10] [--repeats 3] [--trials 16] [--trial-epochs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+
+from pipeline import tracking
+from pipeline.config import TrainConfig, TuneConfig
+from pipeline.data import DEBIAN_FASHION_MNIST, Dataset, load_dataset
+from pipeline.model import build_model
+
+BENCH_DIR = Path(__file__).resolve().parent
+README = BENCH_DIR.parent / "README.md"
+TRACKING_CALLS = (
+    "log_params",
+    "log_metrics",
+    "log_dataset_split",
+    "log_figure",
+    "log_text",
+    "log_dict",
+    "log_keras_model",
+    "set_tags",
+)
+
+
+class TrackingTimer:
+    """Adds up the seconds spent inside pipeline.tracking (every MLflow call goes through it)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        for name in TRACKING_CALLS:
+            setattr(tracking, name, self._timed(getattr(tracking, name)))
+        original_run = tracking.run
+
+        @contextlib.contextmanager
+        def timed_run(*args, **kwargs):
+            manager = original_run(*args, **kwargs)
+            started = time.perf_counter()
+            run_id = manager.__enter__()
+            self.seconds += time.perf_counter() - started
+            try:
+                yield run_id
+            except BaseException as error:
+                manager.__exit__(type(error), error, error.__traceback__)
+                raise
+            started = time.perf_counter()
+            manager.__exit__(None, None, None)
+            self.seconds += time.perf_counter() - started
+
+        tracking.run = timed_run
+
+    def _timed(self, function):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+
+def bench_dataset() -> str:
+    return "fashion_mnist" if DEBIAN_FASHION_MNIST.is_dir() else "digits"
+
+
+def bare_notebook(dataset: Dataset, epochs: int, seed: int) -> tuple[float, float]:
+    """The notebook's code with the pipeline's default model: Sequential, compile, fit. Trained
+    on the pipeline's training split (the same examples), without validation or tracking."""
+    keras.utils.set_random_seed(seed)
+    started = time.perf_counter()
+    model = keras.Sequential(
+        [
+            keras.Input(dataset.x_train.shape[1:]),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Flatten(),
+            keras.layers.Dense(100, activation="relu"),
+            keras.layers.Dropout(0.5),
+            keras.layers.Dense(50, activation="relu"),
+            keras.layers.Dropout(0.25),
+            keras.layers.Dense(25, activation="relu"),
+            keras.layers.Dense(10, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0)
+    seconds = time.perf_counter() - started
+    probabilities = model.predict(dataset.x_test, verbose=0)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.y_test))
+    keras.backend.clear_session()
+    return seconds, accuracy
+
+
+def pipeline_train(config: TrainConfig, dataset: Dataset, timer: TrackingTimer) -> dict:
+    from pipeline.train import train
+
+    timer.seconds = 0.0
+    started = time.perf_counter()
+    result = train(config, dataset)
+    seconds = time.perf_counter() - started
+    return {
+        "seconds": seconds,
+        "tracking_seconds": timer.seconds,
+        "test_accuracy": result.test_metrics["test_accuracy"],
+    }
+
+
+def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) -> dict:
+    rows = {"bare_seconds": [], "bare_accuracy": [], "pipeline": []}
+    for seed in range(repeats):
+        config = TrainConfig(dataset=name, epochs=epochs, seed=seed)
+        dataset = load_dataset(config)
+        seconds, accuracy = bare_notebook(dataset, epochs, seed)
+        rows["bare_seconds"].append(seconds)
+        rows["bare_accuracy"].append(accuracy)
+        rows["pipeline"].append(pipeline_train(config, dataset, timer))
+        print(
+            f"seed {seed}: bare {seconds:.1f}s acc {accuracy:.4f}  pipeline {rows['pipeline'][-1]}"
+        )
+    pipeline_seconds = [row["seconds"] for row in rows["pipeline"]]
+    tracking_share = [row["tracking_seconds"] / row["seconds"] for row in rows["pipeline"]]
+    pipeline_accuracy = [row["test_accuracy"] for row in rows["pipeline"]]
+    return {
+        "bare_seconds_median": statistics.median(rows["bare_seconds"]),
+        "pipeline_seconds_median": statistics.median(pipeline_seconds),
+        "time_ratio": statistics.median(pipeline_seconds) / statistics.median(rows["bare_seconds"]),
+        "tracking_share_median": statistics.median(tracking_share),
+        "bare_accuracy": rows["bare_accuracy"],
+        "pipeline_accuracy": pipeline_accuracy,
+    }
+
+
+def compare_pruning(name: str, trials: int, epochs: int) -> dict:
+    """The same seeded study with and without pruning: epochs spent and best value."""
+    from pipeline.tune import epochs_spent, tune
+
+    results = {}
+    for pruner in ("none", "median", "hyperband"):
+        config = TuneConfig(
+            dataset=name,
+            epochs=epochs,
+            n_trials=trials,
+            pruner=pruner,
+            pruner_startup_trials=2,
+            final_seeds=0,
+            study_name=f"bench-{pruner}-{time.time_ns()}",
+        )
+        started = time.perf_counter()
+        study = tune(config)
+        results[pruner] = {
+            "seconds": time.perf_counter() - started,
+            "best_val_accuracy": study.best_value,
+            **epochs_spent(study, epochs),
+        }
+    return results
+
+
+LEVERS = {
+    "steps_per_execution=1 (keras default)": {"steps_per_execution": 1},
+    "steps_per_execution=32 (pipeline)": {},
+    "+ intra-op threads = 1": {"intra_op_threads": 1},
+    "+ tf.data shuffle/batch/prefetch": {"tf_data": True},
+    "+ XLA jit_compile": {"jit_compile": True},
+}
+
+
+def measure_lever(lever: str, name: str, epochs: int = 4) -> dict:
+    """Epoch time and test accuracy of the pipeline's fit with one lever changed (run in a
+    fresh process: thread settings only apply before TensorFlow starts)."""
+    import tensorflow as tf
+
+    settings = LEVERS[lever]
+    if "intra_op_threads" in settings:
+        tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
+    dataset = load_dataset(TrainConfig(dataset=name))
+    keras.utils.set_random_seed(0)
+    model = build_model(dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.001),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=settings.get("steps_per_execution", 32),
+        jit_compile=settings.get("jit_compile", False),
+    )
+    epoch_seconds = []
+    callback = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
+        on_epoch_end=lambda epoch, logs: epoch_seconds.append(
+            epoch_seconds.pop() + time.perf_counter()
+        ),
+    )
+    x_train = dataset.x_train.astype("float32")
+    validation = (dataset.x_val.astype("float32"), dataset.y_val)
+    if settings.get("tf_data"):
+        train_data = (
+            tf.data.Dataset.from_tensor_slices((x_train, dataset.y_train))
+            .shuffle(len(x_train), seed=0)
+            .batch(32)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        model.fit(
+            train_data, epochs=epochs, validation_data=validation, callbacks=[callback], verbose=0
+        )
+    else:
+        model.fit(
+            x_train,
+            dataset.y_train,
+            batch_size=32,
+            epochs=epochs,
+            validation_data=validation,
+            callbacks=[callback],
+            verbose=0,
+        )
+    probabilities = model.predict(dataset.x_test.astype("float32"), batch_size=1024, verbose=0)
+    return {
+        "epoch_seconds_median": statistics.median(epoch_seconds[1:]),  # epoch 1 traces the graph
+        "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == dataset.y_test)),
+    }
+
+
+def compare_levers(name: str) -> dict:
+    results = {}
+    for lever in LEVERS:
+        output = subprocess.run(
+            [sys.executable, str(BENCH_DIR / "bench.py"), "--lever", lever, "--dataset", name],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        results[lever] = json.loads(output.strip().splitlines()[-1])
+        print(lever, results[lever])
+    return results
+
+
+def markdown(results: dict) -> str:
+    train, tune = results["train"], results["tune"]
+    accuracy = (
+        f"{np.mean(train['pipeline_accuracy']):.4f} ± {np.std(train['pipeline_accuracy']):.4f}"
+    )
+    bare_accuracy = f"{np.mean(train['bare_accuracy']):.4f} ± {np.std(train['bare_accuracy']):.4f}"
+    lines = [
+        f"Machine: {results['machine']}; data: {results['dataset']}, batch 32, "
+        f"{results['epochs']} epochs, median of {results['repeats']} seeds.",
+        "",
+        "| measure | bare notebook code | pipeline train | ratio |",
+        "|---|---|---|---|",
+        f"| wall time (s) | {train['bare_seconds_median']:.1f} | "
+        f"{train['pipeline_seconds_median']:.1f} | {train['time_ratio']:.2f}x |",
+        f"| test accuracy (mean ± sd over seeds) | {bare_accuracy} | {accuracy} | |",
+        f"| time inside MLflow calls | — | {100 * train['tracking_share_median']:.1f}% | |",
+        "",
+        f"Tune, {results['trials']} trials x {results['trial_epochs']} epochs, same seed:",
+        "",
+        "| pruner | epochs trained | share of unpruned | best val_accuracy | wall time (s) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        "",
+        f"Training levers (one seed, {results['dataset']}, median epoch after the first):",
+        "",
+        "| lever | seconds per epoch | test accuracy after 4 epochs |",
+        "|---|---|---|",
+    ]
+    for lever, row in results["levers"].items():
+        lines.append(
+            f"| {lever} | {row['epoch_seconds_median']:.2f} | {row['test_accuracy']:.4f} |"
+        )
+    unpruned = tune["none"]["epochs_trained"]
+    for pruner, row in tune.items():
+        lines.append(
+            f"| {pruner} | {row['epochs_trained']} | {row['epochs_trained'] / unpruned:.0%} | "
+            f"{row['best_val_accuracy']:.4f} | {row['seconds']:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_readme_table(table: str):
+    text = README.read_text()
+    pattern = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.DOTALL)
+    README.write_text(pattern.sub(lambda match: f"{match[1]}{table}\n{match[2]}", text))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--trial-epochs", type=int, default=4)
+    parser.add_argument("--lever", choices=LEVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--dataset", default=bench_dataset(), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.lever:
+        print(json.dumps(measure_lever(args.lever, args.dataset)))
+        return
+    name = args.dataset
+    with tempfile.TemporaryDirectory() as store:
+        os.chdir(store)
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+        timer = TrackingTimer()
+        results = {
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+            "dataset": name,
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "trials": args.trials,
+            "trial_epochs": args.trial_epochs,
+            "levers": compare_levers(name),
+            "train": compare_train(name, args.epochs, args.repeats, timer),
+            "tune": compare_pruning(name, args.trials, args.trial_epochs),
+        }
+    (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (BENCH_DIR / "results.md").write_text(table + "\n")
+    write_readme_table(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
