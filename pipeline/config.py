@@ -170,7 +170,8 @@ class TrainConfig(ModelDataConfig):
 
 
 PRUNERS = ("median", "hyperband", "none")
-STORAGE_SCHEMES = ("journal:", "sqlite:", "postgresql", "mysql")
+RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDBStorage URLs
+STORAGE_SCHEMES = ("journal:", *RDB_STORAGE_SCHEMES)
 
 
 def boolean(text: str) -> bool:

@@ -23,7 +23,13 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from pipeline import statistics, tracking
-from pipeline.config import ParameterError, TrainConfig, TuneConfig, format_param
+from pipeline.config import (
+    RDB_STORAGE_SCHEMES,
+    ParameterError,
+    TrainConfig,
+    TuneConfig,
+    format_param,
+)
 from pipeline.data import Dataset, load_dataset
 from pipeline.train import TrainingDiverged, train
 
@@ -68,7 +74,7 @@ def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
 
 
 def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if config.storage.startswith(("sqlite:", "postgresql", "mysql")):
+    if config.storage.startswith(RDB_STORAGE_SCHEMES):
         try:
             return RDBStorage(
                 config.storage,
