@@ -246,6 +246,20 @@ class TuneConfig(ModelDataConfig):
         lambda v, c: v == "" or v.startswith(STORAGE_SCHEMES),
         "Optuna storage; empty: a journal file beside the local tracking store",
     )
+    heartbeat_interval: int = param(
+        30,
+        int,
+        "an integer >= 1 (seconds)",
+        lambda v, c: v >= 1,
+        "RDB storage: seconds between a running trial's heartbeats",
+    )
+    grace_period: int = param(
+        90,
+        int,
+        "an integer > heartbeat_interval (seconds)",
+        lambda v, c: v > c.heartbeat_interval,
+        "RDB storage: a running trial without heartbeat for this long is marked FAIL and retried",
+    )
     timeout: float = param(
         0.0,
         float,

@@ -5,6 +5,11 @@ epoch's `val_accuracy` to the pruner; a pruned child ends KILLED and tagged `pru
 lives in Optuna storage (a journal file beside the local tracking store by default), so running
 the same `study_name` again resumes it: finished trials are kept, a trial whose process died is
 marked FAIL and retried, and the study stops at exactly `n_trials` finished trials.
+
+Several workers (processes, machines) can run one study on an RDB storage (PostgreSQL): the
+worker that creates the study creates the parent run, the others wait for its id; a trial that
+would make the study overshoot `n_trials` is not run (it ends FAIL, tagged `surplus`); a dead
+worker's trial is failed by the heartbeat and retried; the last worker logs the study's results.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -21,6 +27,7 @@ import pandas as pd
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError
 
 from pipeline import statistics, tracking
 from pipeline.config import (
@@ -36,7 +43,9 @@ from pipeline.train import TrainingDiverged, train
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 WORKER_ATTR = "worker"
+SURPLUS_ATTR = "surplus"
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
+PARENT_WAIT_SECONDS = 60
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial, and the bar
@@ -73,15 +82,27 @@ def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     RetryFailedTrialCallback(max_retry=1)(study, trial)
 
 
-def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if config.storage.startswith(RDB_STORAGE_SCHEMES):
+def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
+    """Workers starting together on a new database race to create Optuna's tables: the losers'
+    unique violation goes away once the tables exist."""
+    for attempt in range(attempts):
         try:
             return RDBStorage(
                 config.storage,
-                heartbeat_interval=30,
-                grace_period=90,
-                failed_trial_callback=_retry_stale_trial,
+                heartbeat_interval=config.heartbeat_interval,
+                grace_period=config.grace_period,
+                heartbeat_stale_trial_callback=_retry_stale_trial,
             )
+        except IntegrityError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
+def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
+    if config.storage.startswith(RDB_STORAGE_SCHEMES):
+        try:
+            return open_rdb_storage(config)
         except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
             raise ParameterError(
                 f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
@@ -90,6 +111,32 @@ def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
         tracking.local_store_dir() / "optuna.journal"
     )
     return JournalStorage(JournalFileBackend(path))
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE seeded with `seed + trial number` at each trial. Trial numbers are unique within a
+    study, so parallel workers never draw the same random samples and a resumed study does not
+    replay old ones, while one process with the same seed gives the same trials."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.sampler = optuna.samplers.TPESampler(seed=seed)
+
+    def before_trial(self, study, trial):
+        self.sampler = optuna.samplers.TPESampler(seed=self.seed + trial.number)
+        self.sampler.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self.sampler.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self.sampler.after_trial(study, trial, state, values)
 
 
 def create_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
@@ -115,8 +162,25 @@ def suggest_train_config(trial: optuna.Trial, config: TuneConfig) -> TrainConfig
     return config.train_config(dropout_rates=rates, learning_rate=learning_rate)
 
 
+class SurplusTrial(RuntimeError):
+    """The study already has n_trials trials finished or running ahead of this one."""
+
+
+def is_surplus(study: optuna.Study, trial_number: int, n_trials: int) -> bool:
+    """Whether the finished trials plus those still running with a smaller number (started
+    earlier, by any worker) make n_trials: then this trial is not needed. Counting only earlier
+    trials means that of two workers starting the last trial together, exactly one runs it."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ahead = [trial for trial in running if trial.number < trial_number]
+    return count_finished(study) + len(ahead) >= n_trials
+
+
 def objective(trial: optuna.Trial, config: TuneConfig, dataset: Dataset, parent_run_id: str):
     trial.set_user_attr(WORKER_ATTR, worker_id())
+    if is_surplus(trial.study, trial.number, config.n_trials):
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        trial.study.stop()
+        raise SurplusTrial(f"{config.n_trials} trials are finished or running in other workers")
     train_config = suggest_train_config(trial, config)
     print(f"trial {trial.number}: dropout_rates={format_param(train_config.dropout_rates)}")
 
@@ -157,20 +221,41 @@ def count_finished(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
-def load_study(config: TuneConfig) -> optuna.Study:
-    storage = create_storage(config)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=config.name,
-        direction="maximize",
-        pruner=create_pruner(config),
-        load_if_exists=True,
-    )
-    # Offset by the trials so far: a resumed study does not replay its first random samples.
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + len(study.trials))
+def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage):
+    """RDB storage: trials without heartbeat for grace_period (any host) go through
+    `_retry_stale_trial`; the journal has no heartbeat: trials of dead processes on this host."""
     if isinstance(storage, JournalStorage):
         fail_interrupted_trials(study)
-    return study
+    else:
+        optuna.storages.fail_stale_trials(study)
+
+
+def open_study(
+    config: TuneConfig, storage: optuna.storages.BaseStorage
+) -> tuple[optuna.Study, bool]:
+    """The study of this name and whether this process created it (study names are unique in
+    the storage, so of several workers starting together exactly one creates it)."""
+    options = {
+        "storage": storage,
+        "study_name": config.name,
+        "sampler": TrialSeededSampler(config.seed),
+        "pruner": create_pruner(config),
+    }
+    try:
+        return optuna.create_study(direction="maximize", **options), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**options), False
+
+
+def wait_for_parent_run(study: optuna.Study) -> str | None:
+    """The parent run id, which the study's creator stores right after creating the study;
+    None if it never comes (the creator died first): then this worker creates the parent."""
+    deadline = time.monotonic() + PARENT_WAIT_SECONDS
+    while PARENT_RUN_ATTR not in study.user_attrs:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
+    return study.user_attrs[PARENT_RUN_ATTR]
 
 
 def epochs_spent(study: optuna.Study, epochs: int) -> dict[str, float]:
@@ -315,8 +400,10 @@ def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | Non
 def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
     dataset = dataset or load_dataset(config)
-    study = load_study(config)
-    known_parent = study.user_attrs.get(PARENT_RUN_ATTR)
+    storage = create_storage(config)
+    study, created = open_study(config, storage)
+    fail_dead_trials(study, storage)
+    known_parent = None if created else wait_for_parent_run(study)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
     experiment = f"dropout-mlp-{config.dataset}"
     with tracking.run(config.name, experiment, tags, resume_run_id=known_parent) as parent_run_id:
@@ -329,10 +416,14 @@ def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
                 lambda trial: objective(trial, config, dataset, parent_run_id),
                 n_trials=remaining,
                 timeout=config.timeout or None,
-                catch=(TrainingDiverged,),
+                catch=(TrainingDiverged, SurplusTrial),
                 callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED)],
                 show_progress_bar=True,
             )
+        fail_dead_trials(study, storage)
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            print("other workers still run trials: the last one to end logs the study's results")
+            return study
         log_study_results(study, config)
         final = None
         if config.final_seeds and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
