@@ -1,0 +1,405 @@
+"""Beyond one process, with real servers: a throwaway PostgreSQL cluster holds an MLflow tracking
+server's store and the Optuna study; two tune workers share them; a worker is killed, the server
+restarted; a model is served over REST. Skipped where PostgreSQL is not installed."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from itertools import pairwise
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import psycopg2
+import pytest
+from conftest import pipeline_command
+
+from pipeline.config import TrainConfig
+from pipeline.data import load_dataset
+
+POSTGRES_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+MLFLOW = str(Path(sys.executable).parent / "mlflow")
+DB_USER = "postgres"
+FINISHED = {"COMPLETE", "PRUNED"}
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(not POSTGRES_BINARIES, reason="PostgreSQL is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {seconds} s for {what}")
+        time.sleep(0.2)
+
+
+def as_db_user(args: list) -> list[str]:
+    """initdb refuses to run as root: root runs the cluster as the `postgres` user."""
+    prefix = ["runuser", "-u", DB_USER, "--"] if os.geteuid() == 0 else []
+    return [*prefix, *map(str, args)]
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL cluster on a free loopback port with databases `mlflow` and `optuna`;
+    yields the URL prefix `postgresql+psycopg2://postgres@127.0.0.1:<port>`."""
+    binaries = POSTGRES_BINARIES[-1].parent
+    folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(folder, DB_USER)
+    data, port = folder / "data", free_port()
+    initdb = [binaries / "initdb", "-D", data, "-A", "trust", "-U", DB_USER, "--no-sync"]
+    subprocess.run(as_db_user(initdb), cwd=folder, check=True, capture_output=True, timeout=120)
+    options = f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off"
+    pg_ctl = [binaries / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "-t", "60"]
+    subprocess.run(
+        as_db_user([*pg_ctl, "-o", options, "start"]), cwd=folder, check=True, timeout=90
+    )
+    url = f"postgresql+psycopg2://{DB_USER}@127.0.0.1:{port}"
+    connection = psycopg2.connect(f"postgresql://{DB_USER}@127.0.0.1:{port}/postgres")
+    connection.autocommit = True
+    for database in ("mlflow", "optuna"):
+        connection.cursor().execute(f"CREATE DATABASE {database}")
+    connection.close()
+    yield url
+    subprocess.run(as_db_user([*pg_ctl, "-m", "immediate", "stop"]), cwd=folder, timeout=90)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class TrackingServer:
+    """`mlflow server` on PostgreSQL with proxied artifacts in a local folder; restartable."""
+
+    def __init__(self, backend_store_uri: str, artifacts: Path):
+        self.command = [
+            MLFLOW,
+            "server",
+            "--backend-store-uri",
+            backend_store_uri,
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(free_port()),
+            "--workers",
+            "1",
+        ]
+        self.url = f"http://127.0.0.1:{self.command[-3]}"
+        self.log = artifacts.parent / "server.log"
+        self.process = None
+
+    def is_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    def start(self):
+        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                self.command, stdout=log, stderr=log, env=env, start_new_session=True
+            )
+        wait_until(self.is_up, 120, f"the tracking server (log: {self.log})")
+
+    def stop(self):
+        """SIGTERM to the server's process group (uvicorn runs in a child)."""
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=60)
+        wait_until(lambda: not self.is_up(), 30, "the tracking server to stop")
+
+    def client(self) -> mlflow.MlflowClient:
+        return mlflow.MlflowClient(tracking_uri=self.url)
+
+
+@pytest.fixture(scope="module")
+def server(postgres, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tracking-server")
+    tracking_server = TrackingServer(f"{postgres}/mlflow", folder / "artifacts")
+    tracking_server.start()
+    yield tracking_server
+    tracking_server.stop()
+
+
+def against(server: TrackingServer) -> dict[str, str]:
+    """The environment of a subprocess that tracks to the server."""
+    return dict(os.environ, MLFLOW_TRACKING_URI=server.url)
+
+
+def train_on_server(server: TrackingServer, *args: str) -> subprocess.CompletedProcess:
+    command = pipeline_command("train", "--dataset", "digits", *args)
+    return subprocess.run(command, env=against(server), capture_output=True, text=True, timeout=300)
+
+
+def run_id_of(result: subprocess.CompletedProcess) -> str:
+    return result.stdout.rsplit("run ", 1)[1].split(":")[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(server):
+    result = train_on_server(server, "--epochs", "3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return server.client().get_run(run_id_of(result))
+
+
+@pytest.fixture
+def tracking_to(monkeypatch):
+    """Points this process's MLflow at a server for one test (`runs:/` URIs included)."""
+    return lambda server: monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+
+
+def test_train_logs_params_metrics_and_artifacts_through_the_server(
+    trained_run, server, tracking_to
+):
+    tracking_to(server)
+    client = server.client()
+    run_id = trained_run.info.run_id
+    assert trained_run.info.status == "FINISHED"
+    assert trained_run.data.params == TrainConfig(dataset="digits", epochs=3).to_params()
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "generalization_gap"):
+        assert [m.step for m in client.get_metric_history(run_id, name)] == [1, 2, 3], name
+    assert {"test_accuracy", "test_macro_f1", "test_f1_class_9"} <= set(trained_run.data.metrics)
+    assert trained_run.info.artifact_uri.startswith("mlflow-artifacts:")  # proxied
+    artifacts = {artifact.path for artifact in client.list_artifacts(run_id)}
+    assert {"classification_report.txt", "confusion_matrix.png", "learning_curves.png"} <= artifacts
+    model = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/model")
+    assert (Path(model) / "MLmodel").is_file()
+
+
+def test_training_survives_a_tracking_server_restart(server):
+    """MLflow's client retries a refused request with backoff (7 times, about 4 minutes in
+    all): a run whose server restarts within that waits, then logs every epoch once."""
+    command = pipeline_command("train", "--dataset", "digits", "--epochs", "30")
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            command, env=against(server), stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+        wait_until(lambda: "epoch 3/30" in read(output), 120, "epoch 3")
+        stopped = time.monotonic()
+        server.stop()
+        time.sleep(3)
+        server.start()
+        print(f"tracking server down for {time.monotonic() - stopped:.1f} s")
+        assert process.wait(timeout=300) == 0, read(output)[-3000:]
+        log = read(output)
+    run = server.client().get_run(log.rsplit("run ", 1)[1].split(":")[0])
+    assert run.info.status == "FINISHED"
+    history = sorted(
+        server.client().get_metric_history(run.info.run_id, "val_accuracy"),
+        key=lambda metric: metric.step,
+    )
+    assert [metric.step for metric in history] == list(range(1, 31))
+    assert "test_accuracy" in run.data.metrics
+    gaps = [later.timestamp - earlier.timestamp for earlier, later in pairwise(history)]
+    print(f"longest gap between two epochs' metrics: {max(gaps) / 1000:.1f} s")
+
+
+def test_training_fails_loudly_when_the_server_stays_down(server):
+    """Down for longer than the client retries (1 retry here; by default 7, about 4 minutes):
+    the process exits 1 naming the unreachable server, the run stays RUNNING on the server
+    with every epoch logged before the outage."""
+    command = pipeline_command("train", "--dataset", "digits", "--epochs", "300")
+    env = dict(against(server), MLFLOW_HTTP_REQUEST_MAX_RETRIES="1")
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, text=True
+        )
+        wait_until(lambda: "epoch 3/300" in read(output), 120, "epoch 3")
+        server.stop()
+        returncode = process.wait(timeout=120)
+        log = read(output)
+    server.start()
+    assert returncode == 1
+    assert f"API request to {server.url}/api/2.0/mlflow/" in log
+    assert "Connection refused" in log.splitlines()[-1]
+    client = server.client()
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    [run] = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'")
+    steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy"))
+    assert steps == list(range(1, len(steps) + 1)) and 3 <= len(steps) < 300
+    client.set_terminated(run.info.run_id, "FAILED")  # as a user would, after reading the error
+
+
+def read(output) -> str:
+    output.seek(0)
+    return output.read()
+
+
+def tune_workers(server: TrackingServer, postgres: str, study: str, *args: str, count: int = 2):
+    """`count` tune processes on one study; each one's output goes to the file `.log`."""
+    command = pipeline_command(
+        "tune",
+        "--dataset",
+        "digits",
+        "--pruner",
+        "none",
+        "--final-seeds",
+        "0",
+        "--study-name",
+        study,
+        "--storage",
+        f"{postgres}/optuna",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "3",
+        *args,
+    )
+    logs = Path(tempfile.mkdtemp(prefix=f"tune-{study}-"))
+    workers = []
+    for index in range(count):
+        log = logs / f"worker-{index}.log"
+        with log.open("w") as output:
+            worker = subprocess.Popen(
+                command, env=against(server), stdout=output, stderr=subprocess.STDOUT
+            )
+        worker.log = log
+        workers.append(worker)
+    return command, workers
+
+
+def study_runs(server: TrackingServer, study: str):
+    client = server.client()
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    runs = client.search_runs([experiment.experiment_id], f"tags.study = '{study}'")
+    parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    return parents, children
+
+
+def load_trials(postgres: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=study, storage=f"{postgres}/optuna").trials
+
+
+@pytest.fixture(scope="module")
+def parallel_study(server, postgres):
+    started = time.monotonic()
+    _, workers = tune_workers(server, postgres, "parallel", "--epochs", "3", "--n-trials", "6")
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.log.read_text()[-3000:]
+    print(f"two workers, 6 trials: {time.monotonic() - started:.1f} s")
+    return load_trials(postgres, "parallel"), study_runs(server, "parallel")
+
+
+def test_two_workers_finish_exactly_n_trials_under_one_parent(parallel_study):
+    trials, (parents, children) = parallel_study
+    finished = [trial for trial in trials if trial.state.name in FINISHED]
+    assert len(finished) == 6
+    assert all(trial.user_attrs.get("surplus") for trial in trials if trial not in finished)
+    [parent] = parents
+    assert parent.info.status == "FINISHED"
+    assert {run.data.tags["mlflow.parentRunId"] for run in children} == {parent.info.run_id}
+    numbers = sorted(int(run.data.tags["trial_number"]) for run in children)
+    assert numbers == sorted(trial.number for trial in finished)
+    assert all(run.info.status == "FINISHED" for run in children)
+    assert parent.data.metrics["n_finished_trials"] == 6
+
+
+def test_two_workers_run_at_the_same_time_and_sample_different_params(parallel_study):
+    trials, _ = parallel_study
+    finished = [trial for trial in trials if trial.state.name in FINISHED]
+    by_worker = {}
+    for trial in finished:
+        by_worker.setdefault(trial.user_attrs["worker"], []).append(trial)
+    assert len(by_worker) == 2
+    first, second = by_worker.values()
+    assert any(
+        a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+        for a in first
+        for b in second
+    ), "no trial of one worker overlaps a trial of the other"
+    assert len({tuple(sorted(trial.params.items())) for trial in finished}) == len(finished)
+
+
+def test_a_killed_worker_s_trial_fails_and_the_other_worker_finishes(server, postgres):
+    command, (victim, survivor) = tune_workers(
+        server, postgres, "killed", "--epochs", "8", "--n-trials", "4"
+    )
+    wait_until(lambda: "epoch 2/8" in victim.log.read_text(), 180, "a worker mid-trial")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert survivor.wait(timeout=600) == 0, survivor.log.read_text()[-3000:]
+    trials = load_trials(postgres, "killed")
+    assert sum(trial.state.name in FINISHED for trial in trials) == 4
+
+    cleanup = subprocess.run(command, env=against(server), capture_output=True, timeout=300)
+    assert cleanup.returncode == 0, cleanup.stdout[-3000:]
+    trials = load_trials(postgres, "killed")
+    victim_id = f"{socket.gethostname()}:{victim.pid}"
+    [killed] = [trial for trial in trials if trial.user_attrs.get("worker") == victim_id]
+    assert killed.state.name == "FAIL"
+    assert [t.state.name for t in trials if t.state.name not in {"FAIL", *FINISHED}] == []
+    parents, children = study_runs(server, "killed")
+    assert [parent.info.status for parent in parents] == ["FINISHED"]
+    [killed_run] = [r for r in children if r.data.tags["trial_number"] == str(killed.number)]
+    assert killed_run.info.status == "FAILED"
+    assert "worker process died" in killed_run.data.tags["failure_reason"]
+    assert sorted(run.info.status for run in children) == ["FAILED"] + ["FINISHED"] * 4
+
+
+def post_json(url: str, payload) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, json.dumps(payload).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def is_serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_served_model_answers_with_the_model_s_probabilities(
+    trained_run, server, tracking_to, tmp_path
+):
+    tracking_to(server)
+    model_uri = f"runs:/{trained_run.info.run_id}/model"
+    images = load_dataset(TrainConfig(dataset="digits")).x_test[:8].astype("float32")
+    expected = mlflow.pyfunc.load_model(model_uri).predict(images)
+    port = free_port()
+    command = [MLFLOW, "models", "serve", "-m", model_uri, "--env-manager", "local"]
+    command += ["-h", "127.0.0.1", "-p", str(port)]
+    url = f"http://127.0.0.1:{port}"
+    with (tmp_path / "serve.log").open("w") as log:
+        process = subprocess.Popen(
+            command, env=against(server), stdout=log, stderr=log, start_new_session=True
+        )
+    try:
+        wait_until(lambda: is_serving(url), 180, "mlflow models serve")
+        status, answer = post_json(f"{url}/invocations", {"inputs": images.tolist()})
+        assert status == 200
+        np.testing.assert_allclose(answer["predictions"], expected, atol=1e-5)
+        assert np.allclose(np.sum(answer["predictions"], axis=1), 1, atol=1e-4)
+        status, answer = post_json(f"{url}/invocations", {"images": images.tolist()})
+        assert status == 400 and answer["error_code"] == "BAD_REQUEST"
+        status, answer = post_json(f"{url}/invocations", {"inputs": [[1, 2, 3]]})
+        assert 400 <= status < 500, answer
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
