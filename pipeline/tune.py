@@ -262,10 +262,15 @@ def epochs_spent(study: optuna.Study, epochs: int) -> dict[str, float]:
     trials = study.get_trials(deepcopy=False, states=FINISHED)
     pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
     trained = sum(len(trial.intermediate_values) for trial in trials)
+    failed = [
+        trial
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if not trial.user_attrs.get(SURPLUS_ATTR)
+    ]
     return {
         "n_finished_trials": len(trials),
         "n_pruned_trials": len(pruned),
-        "n_failed_trials": len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+        "n_failed_trials": len(failed),
         "epochs_trained": trained,
         "epochs_saved_by_pruning": len(trials) * epochs - trained,
     }
