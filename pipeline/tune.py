@@ -27,7 +27,7 @@ import pandas as pd
 from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from pipeline import statistics, tracking
 from pipeline.config import (
@@ -84,7 +84,7 @@ def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
 
 def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
     """Workers starting together on a new database race to create Optuna's tables: the losers'
-    unique violation goes away once the tables exist."""
+    "duplicate key" or "relation already exists" goes away once the tables exist."""
     for attempt in range(attempts):
         try:
             return RDBStorage(
@@ -93,7 +93,7 @@ def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
                 grace_period=config.grace_period,
                 heartbeat_stale_trial_callback=_retry_stale_trial,
             )
-        except IntegrityError:
+        except (IntegrityError, ProgrammingError):
             if attempt == attempts - 1:
                 raise
             time.sleep(1)
