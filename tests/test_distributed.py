@@ -150,15 +150,16 @@ def train_on_server(server: TrackingServer, *args: str) -> subprocess.CompletedP
     return subprocess.run(command, env=against(server), capture_output=True, text=True, timeout=300)
 
 
-def run_id_of(result: subprocess.CompletedProcess) -> str:
-    return result.stdout.rsplit("run ", 1)[1].split(":")[0]
+def run_id_of(train_output: str) -> str:
+    """From train's last line, `run <id>: test_accuracy …`."""
+    return train_output.rsplit("run ", 1)[1].split(":")[0]
 
 
 @pytest.fixture(scope="module")
 def trained_run(server):
     result = train_on_server(server, "--epochs", "3")
     assert result.returncode == 0, result.stderr[-3000:]
-    return server.client().get_run(run_id_of(result))
+    return server.client().get_run(run_id_of(result.stdout))
 
 
 @pytest.fixture
@@ -201,7 +202,7 @@ def test_training_survives_a_tracking_server_restart(server):
         print(f"tracking server down for {time.monotonic() - stopped:.1f} s")
         assert process.wait(timeout=300) == 0, read(output)[-3000:]
         log = read(output)
-    run = server.client().get_run(log.rsplit("run ", 1)[1].split(":")[0])
+    run = server.client().get_run(run_id_of(log))
     assert run.info.status == "FINISHED"
     history = sorted(
         server.client().get_metric_history(run.info.run_id, "val_accuracy"),
@@ -244,8 +245,8 @@ def read(output) -> str:
     return output.read()
 
 
-def tune_workers(server: TrackingServer, postgres: str, study: str, *args: str, count: int = 2):
-    """`count` tune processes on one study; each one's output goes to the file `.log`."""
+def tune_workers(server: TrackingServer, postgres: str, logs: Path, study: str, *args: str):
+    """Two tune processes on one study; each one's output goes to the file `.log`."""
     command = pipeline_command(
         "tune",
         "--dataset",
@@ -264,9 +265,8 @@ def tune_workers(server: TrackingServer, postgres: str, study: str, *args: str, 
         "3",
         *args,
     )
-    logs = Path(tempfile.mkdtemp(prefix=f"tune-{study}-"))
     workers = []
-    for index in range(count):
+    for index in range(2):
         log = logs / f"worker-{index}.log"
         with log.open("w") as output:
             worker = subprocess.Popen(
@@ -291,9 +291,12 @@ def load_trials(postgres: str, study: str) -> list[optuna.trial.FrozenTrial]:
 
 
 @pytest.fixture(scope="module")
-def parallel_study(server, postgres):
+def parallel_study(server, postgres, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("parallel")
     started = time.monotonic()
-    _, workers = tune_workers(server, postgres, "parallel", "--epochs", "3", "--n-trials", "6")
+    _, workers = tune_workers(
+        server, postgres, logs, "parallel", "--epochs", "3", "--n-trials", "6"
+    )
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.log.read_text()[-3000:]
     print(f"two workers, 6 trials: {time.monotonic() - started:.1f} s")
@@ -330,9 +333,9 @@ def test_two_workers_run_at_the_same_time_and_sample_different_params(parallel_s
     assert len({tuple(sorted(trial.params.items())) for trial in finished}) == len(finished)
 
 
-def test_a_killed_worker_s_trial_fails_and_the_other_worker_finishes(server, postgres):
+def test_a_killed_worker_s_trial_fails_and_the_other_worker_finishes(server, postgres, tmp_path):
     command, (victim, survivor) = tune_workers(
-        server, postgres, "killed", "--epochs", "8", "--n-trials", "4"
+        server, postgres, tmp_path, "killed", "--epochs", "8", "--n-trials", "4"
     )
     wait_until(lambda: "epoch 2/8" in victim.log.read_text(), 180, "a worker mid-trial")
     victim.send_signal(signal.SIGKILL)
