@@ -15,3 +15,56 @@ def mean_confidence_interval(values, confidence: float = 0.95) -> tuple[float, f
         return mean, mean - spread, mean + spread
     low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=stats.sem(values))
     return mean, float(low), float(high)
+
+
+def bootstrap_mean_interval(
+    values, confidence: float = 0.95, seed: int = 0, resamples: int = 10_000
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (scipy.stats.bootstrap)."""
+    values = np.asarray(values, dtype=float)
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0])
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def paired_comparison(reference, candidate, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Candidate minus reference over paired values (same seeds): mean difference with t and
+    bootstrap 95% intervals, paired t-test and Wilcoxon signed-rank p-values, Cohen's d_z
+    (mean difference / its standard deviation), and a verdict from the t-test at `alpha`."""
+    differences = np.asarray(candidate, dtype=float) - np.asarray(reference, dtype=float)
+    mean, t_low, t_high = mean_confidence_interval(differences)
+    spread = differences.std(ddof=1)
+    if spread == 0:  # identical differences: the tests are undefined, the answer is not
+        t_p_value = wilcoxon_p_value = 1.0 if mean == 0 else 0.0
+        cohens_dz = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
+    else:
+        t_p_value = float(stats.ttest_rel(candidate, reference).pvalue)
+        wilcoxon_p_value = (
+            float(stats.wilcoxon(differences).pvalue) if np.any(differences) else 1.0
+        )
+        cohens_dz = float(mean / spread)
+    if t_p_value < alpha:
+        verdict = "better" if mean > 0 else "worse"
+    else:
+        verdict = "no detectable difference"
+    bootstrap_low, bootstrap_high = bootstrap_mean_interval(differences, seed=seed)
+    return {
+        "n_pairs": len(differences),
+        "mean_difference": mean,
+        "t_ci95_low": t_low,
+        "t_ci95_high": t_high,
+        "bootstrap_ci95_low": bootstrap_low,
+        "bootstrap_ci95_high": bootstrap_high,
+        "t_test_p_value": t_p_value,
+        "wilcoxon_p_value": wilcoxon_p_value,
+        "cohens_dz": cohens_dz,
+        "verdict": verdict,
+    }
