@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pandas as pd
-from optuna.storages import JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
@@ -79,7 +79,7 @@ def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
 def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     """RDB heartbeat callback: end the dead trial's child run and enqueue its params again."""
     _end_trial_runs(study, trial)
-    RetryFailedTrialCallback(max_retry=1)(study, trial)
+    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
 def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:

@@ -350,6 +350,8 @@ def test_a_killed_worker_s_trial_fails_and_the_other_worker_finishes(server, pos
     victim_id = f"{socket.gethostname()}:{victim.pid}"
     [killed] = [trial for trial in trials if trial.user_attrs.get("worker") == victim_id]
     assert killed.state.name == "FAIL"
+    [retry] = [trial for trial in trials if trial.system_attrs.get("failed_trial") == killed.number]
+    assert retry.params == killed.params and retry.state.name == "COMPLETE"
     assert [t.state.name for t in trials if t.state.name not in {"FAIL", *FINISHED}] == []
     parents, children = study_runs(server, "killed")
     assert [parent.info.status for parent in parents] == ["FINISHED"]
