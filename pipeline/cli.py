@@ -12,7 +12,7 @@ import dataclasses
 import os
 import sys
 
-from pipeline.config import ParameterError, TrainConfig, TuneConfig
+from pipeline.config import ParameterError, StudyConfig, TrainConfig, TuneConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
 
@@ -36,9 +36,16 @@ def run_tune(config: TuneConfig):
     tune(config, load_dataset(config))
 
 
+def run_study(config: StudyConfig):
+    from pipeline.study import study
+
+    study(config)  # loads every seed's data before it starts a run: bad data_dir -> exit 2
+
+
 COMMANDS = {
     "train": (TrainConfig, run_train, "train the MLP once, tracked as one MLflow run"),
     "tune": (TuneConfig, run_tune, "Optuna search of the dropout rates; a child run per trial"),
+    "study": (StudyConfig, run_study, "paired multi-seed comparison of dropout configs"),
 }
 
 

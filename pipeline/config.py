@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -278,3 +279,68 @@ class TuneConfig(ModelDataConfig):
     @property
     def name(self) -> str:
         return self.study_name or f"{self.dataset}-dropout-search"
+
+
+def named_rate_lists(text: str) -> str:
+    """`name=r,r,r;name=r,r,r` in canonical spelling; ValueError when malformed."""
+    entries = [entry.split("=") for entry in text.split(";") if entry.strip()]
+    if any(len(entry) != 2 or not entry[0].strip() for entry in entries):
+        raise ValueError(text)
+    return ";".join(f"{name.strip()}={format_param(float_list(rates))}" for name, rates in entries)
+
+
+def _valid_configs(text: str, config: StudyConfig) -> bool:
+    names = [name for name, _ in config.named_configs]
+    return (
+        len(names) >= 2
+        and len(set(names)) == len(names)
+        and all(re.fullmatch(r"[\w.-]+", name) for name in names)  # names become metric keys
+        and all(
+            len(rates) == len(config.hidden_units) and all(_is_rate(rate) for rate in rates)
+            for _, rates in config.named_configs
+        )
+    )
+
+
+@dataclass(frozen=True)
+class StudyConfig(ModelDataConfig):
+    """Every config trained on the same seeds (paired), compared with paired statistics.
+    `seed` is the first seed; the study uses seed, seed+1, ..., seed+seeds-1."""
+
+    ENTRY_POINT = "study"
+
+    configs: str = param(
+        "baseline=0,0,0;dropout=0.5,0.25,0",
+        named_rate_lists,
+        "two or more 'name=rates' separated by ';', with unique names (letters, digits, _ . -) "
+        "and one rate in [0, 1) per hidden layer",
+        _valid_configs,
+        "the configs to compare; the first is the reference",
+    )
+    seeds: int = param(
+        5, int, "an integer >= 2", lambda v, c: v >= 2, "paired seeds per config (seed, seed+1, …)"
+    )
+    alpha: float = param(
+        0.05,
+        float,
+        "a float in the open interval (0, 0.5)",
+        lambda v, c: 0 < v < 0.5,
+        "significance level of the verdicts",
+    )
+    study_name: str = param(
+        "",
+        str,
+        "a name without leading or trailing blanks, or empty",
+        lambda v, c: v == v.strip(),
+        "parent run name; empty: <dataset>-<recipe>-<config names>",
+    )
+
+    @property
+    def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:
+        pairs = (entry.split("=") for entry in self.configs.split(";"))
+        return [(name, float_list(rates)) for name, rates in pairs]
+
+    @property
+    def name(self) -> str:
+        names = "-vs-".join(name for name, _ in self.named_configs)
+        return self.study_name or f"{self.dataset}-{self.recipe}-{names}"

@@ -84,3 +84,51 @@ def learning_curves_figure(history: dict[str, list[float]], title: str = "") -> 
         axis.legend()
     figure.suptitle(title or "Learning curves")
     return figure
+
+
+def learning_curve_bands_figure(
+    curves: dict[str, dict[str, np.ndarray]], title: str = ""
+) -> plt.Figure:
+    """Per config, the mean over seeds of each per-epoch metric with a ±1 std band;
+    `curves[config][metric]` is a seeds x epochs array. Train dashed, validation solid."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5), layout="constrained")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (config, per_metric) in enumerate(curves.items()):
+        color = colors[index % len(colors)]
+        for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for key, style, split in ((metric, "--", "train"), (f"val_{metric}", "-", "val")):
+                values = per_metric[key]
+                mean, std = values.mean(axis=0), values.std(axis=0)
+                epochs = np.arange(1, values.shape[1] + 1)
+                axis.plot(epochs, mean, style, color=color, label=f"{config} {split}")
+                axis.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.15)
+    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize="small", ncols=2)
+    figure.suptitle(title or "Learning curves: mean ± std over seeds")
+    return figure
+
+
+def dose_response_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Test accuracy (mean and 95% CI) and final generalization gap against the mean dropout
+    rate of each config; `table` has columns mean_rate, test_accuracy_mean/_ci95_low/_ci95_high,
+    final_generalization_gap_mean."""
+    table = table.sort_values("mean_rate")
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    error = [
+        table["test_accuracy_mean"] - table["test_accuracy_ci95_low"],
+        table["test_accuracy_ci95_high"] - table["test_accuracy_mean"],
+    ]
+    axes[0].errorbar(table["mean_rate"], table["test_accuracy_mean"], yerr=error, marker="o")
+    axes[0].set_ylabel("test accuracy (mean, 95% CI)")
+    axes[1].plot(table["mean_rate"], table["final_generalization_gap_mean"], marker="o")
+    axes[1].set_ylabel("final generalization gap (val_loss - loss)")
+    for axis in axes:
+        axis.set_xlabel("mean dropout rate over hidden layers")
+        axis.grid(alpha=0.3)
+        for rate, name in zip(table["mean_rate"], table["config"], strict=True):
+            axis.annotate(name, (rate, axis.get_ylim()[0]), fontsize="small", rotation=90)
+    figure.suptitle(title or "Dose-response")
+    return figure

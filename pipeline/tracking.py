@@ -165,6 +165,22 @@ def child_runs(parent_run_id: str, tags: dict[str, str] | None = None) -> list:
     )
 
 
+def find_run(default_experiment: str, tags: dict[str, str]) -> str | None:
+    """The oldest top-level run with these tag values in the experiment runs go to, if any."""
+    client = mlflow.MlflowClient()
+    experiment_id = os.environ.get("MLFLOW_EXPERIMENT_ID")
+    if not experiment_id:
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or default_experiment
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            return None
+        experiment_id = experiment.experiment_id
+    query = " and ".join(f"tags.{key} = '{value}'" for key, value in tags.items())
+    runs = client.search_runs([experiment_id], query, order_by=["start_time ASC"])
+    top_level = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return top_level[0].info.run_id if top_level else None
+
+
 def metric_history(run_id: str, key: str) -> list[float]:
     history = mlflow.MlflowClient().get_metric_history(run_id, key)
     return [metric.value for metric in sorted(history, key=lambda metric: metric.step)]

@@ -21,6 +21,8 @@ PREDICT_BATCH_SIZE = 1024
 
 # Same seed => same numbers: TF picks deterministic kernels (no measurable cost for this MLP).
 tf.config.experimental.enable_op_determinism()
+# Each run builds a fresh model, so TF's "retracing" warning about it is expected noise.
+tf.get_logger().setLevel("ERROR")
 
 EpochHook = Callable[[int, dict[str, float]], None]
 

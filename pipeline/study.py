@@ -1,0 +1,235 @@
+"""Does dropout help? Every config trained on the same seeds, then compared pairwise.
+
+Each config x seed is a train run (the train code path) nested under one parent study run.
+Configs share seeds, and so the validation split and initial randomness of each seed: the
+comparison is paired. Re-running the same study reuses its parent and its FINISHED children.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipeline import evaluation, statistics, tracking
+from pipeline.config import StudyConfig, format_param
+from pipeline.data import load_dataset
+from pipeline.train import train
+
+CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
+SUMMARY_METRICS = (
+    "test_accuracy",
+    "test_macro_f1",
+    "final_generalization_gap",
+    "best_epoch",
+    "test_tied_top_fraction",
+)
+COMPARED_METRICS = ("test_accuracy", "test_macro_f1")
+
+
+@dataclass
+class SeedResult:
+    config: str
+    seed: int
+    metrics: dict[str, float]
+    history: dict[str, list[float]]
+
+
+def study_key(config: StudyConfig) -> str:
+    """Identifies a study by all its params: the same params find the same parent run."""
+    return hashlib.sha256(repr(sorted(config.to_params().items())).encode()).hexdigest()[:16]
+
+
+def seed_result(name: str, seed: int, metrics: dict, history: dict) -> SeedResult:
+    val_accuracy = history["val_accuracy"]
+    summary = {key: metrics[key] for key in SUMMARY_METRICS if key in metrics}
+    summary["final_generalization_gap"] = history["generalization_gap"][-1]
+    summary["best_epoch"] = float(np.argmax(val_accuracy) + 1)
+    return SeedResult(name, seed, summary, history)
+
+
+def run_config(
+    config: StudyConfig, name: str, rates: tuple[float, ...], seed: int, dataset, parent_run_id
+) -> SeedResult:
+    """One config x seed child run, or the FINISHED one a previous attempt left."""
+    tags = {"study": config.name, "study_config": name, "study_seed": str(seed)}
+    for run in tracking.child_runs(parent_run_id, tags):
+        if run.info.status == "FINISHED":
+            history = {key: tracking.metric_history(run.info.run_id, key) for key in CURVES}
+            print(f"{name} seed {seed}: reusing finished run {run.info.run_id}")
+            return seed_result(name, seed, run.data.metrics, history)
+    train_config = config.train_config(dropout_rates=rates, seed=seed)
+    result = train(train_config, dataset, parent_run_id, tags={"entry_point": "study", **tags})
+    return seed_result(name, seed, result.test_metrics, result.history)
+
+
+def summary_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataFrame:
+    """Per config: mean, std and 95% t-interval of each summary metric over seeds."""
+    rows = []
+    for name, rates in config.named_configs:
+        row = {"config": name, "dropout_rates": format_param(rates)}
+        row["mean_rate"] = float(np.mean(rates))
+        for metric in SUMMARY_METRICS:
+            values = [result.metrics[metric] for result in results if result.config == name]
+            mean, low, high = statistics.mean_confidence_interval(values)
+            row.update(
+                {
+                    f"{metric}_mean": mean,
+                    f"{metric}_std": float(np.std(values, ddof=1)),
+                    f"{metric}_ci95_low": low,
+                    f"{metric}_ci95_high": high,
+                }
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataFrame:
+    """Every pair of configs (the later one against the earlier), paired by seed."""
+    by_config = {
+        name: sorted((r for r in results if r.config == name), key=lambda r: r.seed)
+        for name, _ in config.named_configs
+    }
+    rows = []
+    for reference, candidate in itertools.combinations(by_config, 2):
+        for metric in COMPARED_METRICS:
+            comparison = statistics.paired_comparison(
+                [r.metrics[metric] for r in by_config[reference]],
+                [r.metrics[metric] for r in by_config[candidate]],
+                alpha=config.alpha,
+                seed=config.seed,
+            )
+            rows.append(
+                {"candidate": candidate, "reference": reference, "metric": metric, **comparison}
+            )
+    return pd.DataFrame(rows)
+
+
+def curve_arrays(config: StudyConfig, results: list[SeedResult]) -> dict:
+    return {
+        name: {
+            key: np.array([r.history[key] for r in results if r.config == name]) for key in CURVES
+        }
+        for name, _ in config.named_configs
+    }
+
+
+def answer(config: StudyConfig, summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    """The result in plain words, one paragraph per compared pair on test accuracy."""
+    rates = dict(zip(summary["config"], summary["dropout_rates"], strict=True))
+    accuracy = dict(zip(summary["config"], summary["test_accuracy_mean"], strict=True))
+    ties = dict(zip(summary["config"], summary["test_tied_top_fraction_mean"], strict=True))
+    paragraphs = [
+        f"**Study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {config.epochs} "
+        f"epochs, batch {config.batch_size}, {config.seeds} paired seeds "
+        f"({config.seed}…{config.seed + config.seeds - 1}), alpha {config.alpha}."
+    ]
+    for row in comparisons[comparisons["metric"] == "test_accuracy"].itertuples():
+        candidate, reference = row.candidate, row.reference
+        paragraphs.append(
+            f"Does **{candidate}** ({rates[candidate]}) beat **{reference}** "
+            f"({rates[reference]})? Mean test accuracy {accuracy[candidate]:.4f} vs "
+            f"{accuracy[reference]:.4f}; paired difference {row.mean_difference:+.4f} "
+            f"(95% CI t [{row.t_ci95_low:+.4f}, {row.t_ci95_high:+.4f}], bootstrap "
+            f"[{row.bootstrap_ci95_low:+.4f}, {row.bootstrap_ci95_high:+.4f}]), paired t-test "
+            f"p = {row.t_test_p_value:.3g}, Wilcoxon p = {row.wilcoxon_p_value:.3g}, "
+            f"Cohen's d_z = {row.cohens_dz:.2f}. Verdict: **{row.verdict}**."
+        )
+    paragraphs.append(
+        "Tied top scores (test images whose highest score is shared, decided by argmax's "
+        "first-index rule): "
+        + ", ".join(f"{name} {100 * share:.1f}%" for name, share in ties.items())
+        + "."
+    )
+    if config.seeds <= 5:
+        paragraphs.append(
+            f"With {config.seeds} pairs the exact Wilcoxon test cannot go below "
+            f"p = {2 / 2**config.seeds:.4g}; the verdict uses the paired t-test."
+        )
+    return "\n\n".join(paragraphs)
+
+
+def figure_base64(figure) -> str:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def report_markdown(text: str, summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    return (
+        f"# Does dropout help?\n\n{text}\n\n## Per config (over seeds)\n\n"
+        f"{summary.to_markdown(index=False, floatfmt='.4f')}\n\n## Paired comparisons\n\n"
+        f"{comparisons.to_markdown(index=False, floatfmt='.4g')}\n"
+    )
+
+
+def report_html(text: str, summary, comparisons, curves_figure) -> str:
+    paragraphs = "".join(
+        f"<p>{paragraph.replace('**', '')}</p>" for paragraph in text.split("\n\n")
+    )
+    return (
+        "<html><head><meta charset='utf-8'><title>Does dropout help?</title></head><body>"
+        f"<h1>Does dropout help?</h1>{paragraphs}<h2>Per config (over seeds)</h2>"
+        f"{summary.to_html(index=False, float_format='{:.4f}'.format)}"
+        f"<h2>Paired comparisons</h2>"
+        f"{comparisons.to_html(index=False, float_format='{:.4g}'.format)}"
+        f"<h2>Learning curves</h2><img src='data:image/png;base64,"
+        f"{figure_base64(curves_figure)}'></body></html>"
+    )
+
+
+def log_results(config: StudyConfig, results: list[SeedResult]) -> str:
+    summary = summary_table(config, results)
+    comparisons = comparison_table(config, results)
+    text = answer(config, summary, comparisons)
+    curves_figure = evaluation.learning_curve_bands_figure(
+        curve_arrays(config, results), f"{config.name}: mean ± std over {config.seeds} seeds"
+    )
+    tracking.log_text(report_html(text, summary, comparisons, curves_figure), "report.html")
+    tracking.log_figure(curves_figure, "learning_curves.png")
+    if len(config.named_configs) >= 3:
+        tracking.log_figure(evaluation.dose_response_figure(summary), "dose_response.png")
+    tracking.log_text(summary.to_csv(index=False), "summary.csv")
+    tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
+    tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")
+    tracking.log_text(report_markdown(text, summary, comparisons), "report.md")
+    for row in summary.itertuples():
+        tracking.log_metrics(
+            {
+                f"{row.config}_{metric}_{stat}": getattr(row, f"{metric}_{stat}")
+                for metric in SUMMARY_METRICS
+                for stat in ("mean", "ci95_low", "ci95_high")
+            }
+        )
+    for row in comparisons.itertuples():
+        prefix = f"{row.candidate}_vs_{row.reference}_{row.metric}"
+        tracking.log_metrics(
+            {f"{prefix}_difference": row.mean_difference, f"{prefix}_p_value": row.t_test_p_value}
+        )
+    tracking.set_description(text)
+    return text
+
+
+def study(config: StudyConfig) -> str:
+    """Run (or continue) the study; returns the plain-words answer."""
+    experiment = f"dropout-mlp-{config.dataset}"
+    tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
+    seeds = range(config.seed, config.seed + config.seeds)
+    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}
+    earlier_parent = tracking.find_run(experiment, tags)
+    with tracking.run(
+        config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=earlier_parent
+    ) as parent_run_id:
+        tracking.log_params(config.to_params())
+        results = []
+        for seed, dataset in datasets.items():  # each seed's split, shared by every config
+            for name, rates in config.named_configs:
+                results.append(run_config(config, name, rates, seed, dataset, parent_run_id))
+        text = log_results(config, results)
+    print(text)
+    return text
