@@ -6,7 +6,7 @@ ARGS ?=
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install train test lint format bench ui clean
+.PHONY: install train test lint format bench findings ui clean
 
 install: $(STAMP)
 
@@ -26,6 +26,9 @@ test: install
 bench: install  ## timings and slow acceptance checks; writes bench/results.{md,json}
 	$(PYTHON) -m pytest -m slow bench/ $(ARGS)
 	$(PYTHON) bench/bench.py
+
+findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs); writes README's Findings
+	$(PYTHON) bench/findings.py $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
