@@ -3,6 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 ARGS ?=
+UI_PORT ?= 5000
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
@@ -29,6 +30,10 @@ bench: install  ## timings and slow acceptance checks; writes bench/results.{md,
 
 findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs); writes README's Findings
 	$(PYTHON) bench/findings.py $(ARGS)
+
+ui: install  ## mlflow ui on the default local store; e.g. make ui UI_PORT=5001
+	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C stops it)"
+	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
 
 lint: install
 	$(VENV)/bin/ruff check .
