@@ -39,3 +39,15 @@ def running_runs(client: mlflow.MlflowClient) -> list:
 
 def pipeline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
+
+
+def assert_rejected(argv: list[str], message: str, capsys, client: mlflow.MlflowClient):
+    """Bad input: exit code 2, one line on stderr containing `message`, no run left RUNNING."""
+    from pipeline import cli
+
+    running_runs(client)  # the store exists (its creation logs to stderr) before the command
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and stderr.count("\n") == 1
+    assert running_runs(client) == []

@@ -3,10 +3,9 @@
 import mlflow
 import numpy as np
 import pytest
-from conftest import running_runs
+from conftest import assert_rejected
 from scipy import stats
 
-from pipeline import cli
 from pipeline.config import StudyConfig
 from pipeline.statistics import mean_confidence_interval, paired_comparison
 from pipeline.study import study
@@ -139,7 +138,4 @@ def test_a_rate_sweep_gets_a_dose_response_plot(client):
     ],
 )
 def test_bad_input_exits_2(args, message, capsys, client):
-    assert cli.main(["study", "--dataset", "digits", *args]) == 2
-    stderr = capsys.readouterr().err
-    assert message in stderr and stderr.count("\n") == 1
-    assert running_runs(client) == []
+    assert_rejected(["study", "--dataset", "digits", *args], message, capsys, client)

@@ -8,7 +8,7 @@ import subprocess
 import mlflow
 import numpy as np
 import pytest
-from conftest import FASHION_MNIST, pipeline_command, running_runs
+from conftest import FASHION_MNIST, assert_rejected, pipeline_command, running_runs
 from helpers import mnist_data_dir
 
 from pipeline import cli
@@ -132,10 +132,7 @@ def test_non_finite_loss_fails_the_run_with_a_reason(client):
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_run(args, message, capsys, client):
-    assert cli.main(["train", "--dataset", "digits", *args]) == 2
-    stderr = capsys.readouterr().err
-    assert message in stderr and stderr.count("\n") == 1
-    assert running_runs(client) == []
+    assert_rejected(["train", "--dataset", "digits", *args], message, capsys, client)
 
 
 def test_corrupt_data_dir_exits_2_before_training(tmp_path, capsys, client):

@@ -6,9 +6,9 @@ import subprocess
 import mlflow
 import optuna
 import pytest
-from conftest import pipeline_command, running_runs
+from conftest import assert_rejected, pipeline_command, running_runs
 
-from pipeline import cli, tracking
+from pipeline import tracking
 from pipeline.config import TuneConfig
 from pipeline.tune import suggest_train_config, tune
 
@@ -183,7 +183,4 @@ def test_search_space_covers_each_layer_and_optionally_the_learning_rate():
     ],
 )
 def test_bad_input_exits_2(args, message, capsys, client):
-    assert cli.main(["tune", "--dataset", "digits", *args]) == 2
-    stderr = capsys.readouterr().err
-    assert message in stderr and stderr.count("\n") == 1
-    assert running_runs(client) == []
+    assert_rejected(["tune", "--dataset", "digits", *args], message, capsys, client)
