@@ -275,6 +275,14 @@ class TuneConfig(ModelDataConfig):
         lambda v, c: v >= 0,
         "retrain the best config and the notebook's two configs on this many fresh seeds",
     )
+    register_as: str = param(
+        "",
+        str,
+        "empty or a model name of letters, digits, _ . -",
+        lambda v, c: re.fullmatch(r"[\w.-]*", v) is not None,
+        "register the best config's model under this name with alias 'champion' "
+        "(models:/<name>@champion); empty: do not register",
+    )
 
     @property
     def name(self) -> str:

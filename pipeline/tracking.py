@@ -132,6 +132,20 @@ def log_keras_model(model, x_example: np.ndarray, probabilities: np.ndarray):
     mlflow.log_dict({"inputs": x_example.tolist()}, "model_input_example.json")
 
 
+def register_model(run_id: str, name: str, alias: str) -> int:
+    """Register the run's model as a version of `name` and point `alias` at it, so
+    `models:/<name>@<alias>` loads it. Returns the version; a run already under the alias keeps
+    its version (a re-run registers nothing new)."""
+    client = mlflow.MlflowClient()
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # no such model or alias yet
+        current = client.get_model_version_by_alias(name, alias)
+        if current.run_id == run_id:
+            return int(current.version)
+    version = int(mlflow.register_model(f"runs:/{run_id}/model", name).version)
+    client.set_registered_model_alias(name, alias, version)
+    return version
+
+
 def active_run_id() -> str:
     return mlflow.active_run().info.run_id
 

@@ -46,6 +46,7 @@ WORKER_ATTR = "worker"
 SURPLUS_ATTR = "surplus"
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 PARENT_WAIT_SECONDS = 60
+CHAMPION_ALIAS = "champion"
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial, and the bar
@@ -381,6 +382,21 @@ def compare_on_fresh_seeds(config: TuneConfig, study: optuna.Study, parent_run_i
     return table
 
 
+def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: str) -> int:
+    """Register the best config's model as `register_as` with alias `champion`: the tuned run of
+    the first fresh seed, or without fresh seeds the best trial's run. Returns the version."""
+    if config.final_seeds:
+        tags = {"final_config": "tuned", "seed": str(config.seed + 1)}
+    else:
+        tags = {"trial_number": str(study.best_trial.number)}
+    runs = tracking.child_runs(parent_run_id, tags)
+    run_id = next(run.info.run_id for run in runs if run.info.status == "FINISHED")
+    version = tracking.register_model(run_id, config.register_as, CHAMPION_ALIAS)
+    tracking.set_tags({"registered_model": f"{config.register_as}/{version}"})
+    print(f"registered run {run_id} as models:/{config.register_as}@{CHAMPION_ALIAS} (v{version})")
+    return version
+
+
 def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | None) -> str:
     """A few lines for the parent run's description and `summary.md`."""
     spent = epochs_spent(study, config.epochs)
@@ -433,6 +449,8 @@ def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
         final = None
         if config.final_seeds and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             final = compare_on_fresh_seeds(config, study, parent_run_id)
+        if config.register_as and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            register_best_model(config, study, parent_run_id)
         summary = summarize(study, config, final)
         tracking.log_text(summary, "summary.md")
         tracking.set_description(summary)
