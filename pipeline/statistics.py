@@ -47,9 +47,7 @@ def paired_comparison(reference, candidate, alpha: float = 0.05, seed: int = 0) 
         cohens_dz = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
     else:
         t_p_value = float(stats.ttest_rel(candidate, reference).pvalue)
-        wilcoxon_p_value = (
-            float(stats.wilcoxon(differences).pvalue) if np.any(differences) else 1.0
-        )
+        wilcoxon_p_value = float(stats.wilcoxon(differences).pvalue) if np.any(differences) else 1.0
         cohens_dz = float(mean / spread)
     if t_p_value < alpha:
         verdict = "better" if mean > 0 else "worse"
