@@ -12,9 +12,10 @@ import dataclasses
 import os
 import sys
 
-from pipeline.config import ParameterError, StudyConfig, TrainConfig, TuneConfig
+from pipeline.config import EvaluateConfig, ParameterError, StudyConfig, TrainConfig, TuneConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # evaluate's model loads
 
 
 def run_train(config: TrainConfig):
@@ -27,6 +28,22 @@ def run_train(config: TrainConfig):
         f"run {result.run_id}: test_accuracy {result.test_metrics['test_accuracy']:.4f}  "
         f"test_macro_f1 {result.test_metrics['test_macro_f1']:.4f}"
     )
+
+
+def run_evaluate(config: EvaluateConfig):
+    from pipeline.evaluate import evaluate
+
+    result = evaluate(config)
+    metrics = result.metrics
+    line = f"run {result.run_id}: test_accuracy {metrics['test_accuracy']:.4f}"
+    if "accuracy_difference" in metrics:
+        line += (
+            f"  difference to baseline {metrics['accuracy_difference']:+.4f} "
+            f"[{metrics['accuracy_difference_ci95_low']:+.4f}, "
+            f"{metrics['accuracy_difference_ci95_high']:+.4f}]  "
+            f"McNemar p {metrics['mcnemar_p_value']:.4g}"
+        )
+    print(line)
 
 
 def run_tune(config: TuneConfig):
@@ -44,6 +61,11 @@ def run_study(config: StudyConfig):
 
 COMMANDS = {
     "train": (TrainConfig, run_train, "train the MLP once, tracked as one MLflow run"),
+    "evaluate": (
+        EvaluateConfig,
+        run_evaluate,
+        "score a logged model; compare it to a baseline run",
+    ),
     "tune": (TuneConfig, run_tune, "Optuna search of the dropout rates; a child run per trial"),
     "study": (StudyConfig, run_study, "paired multi-seed comparison of dropout configs"),
 }

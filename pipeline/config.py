@@ -68,9 +68,13 @@ class _Config:
 
     @classmethod
     def _fail(cls, field: dataclasses.Field, got: str):
-        raise ParameterError(
-            f"The '{field.name}' parameter of {cls.ENTRY_POINT} must be "
-            f"{field.metadata['must_be']}. Got {got!r} instead."
+        raise cls.invalid(field.name, field.metadata["must_be"], got)
+
+    @classmethod
+    def invalid(cls, name: str, must_be: str, got: str) -> ParameterError:
+        """The error for a value that only fails against the world (e.g. an unknown run id)."""
+        return ParameterError(
+            f"The '{name}' parameter of {cls.ENTRY_POINT} must be {must_be}. Got {got!r} instead."
         )
 
     @classmethod
@@ -170,6 +174,7 @@ class TrainConfig(ModelDataConfig):
         return f"{self.dataset}-dropout-{format_param(self.dropout_rates)}-seed{self.seed}{recipe}"
 
 
+CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
 PRUNERS = ("median", "hyperband", "none")
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDBStorage URLs
 STORAGE_SCHEMES = ("journal:", *RDB_STORAGE_SCHEMES)
@@ -352,3 +357,65 @@ class StudyConfig(ModelDataConfig):
     def name(self) -> str:
         names = "-vs-".join(name for name, _ in self.named_configs)
         return self.study_name or f"{self.dataset}-{self.recipe}-{names}"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(_Config):
+    """Scores a logged model (of a train run, or any model URI) on the test set of the data its
+    run trained on, optionally against a baseline run's model on the identical examples."""
+
+    ENTRY_POINT = "evaluate"
+
+    run_id: str = param(
+        "",
+        str,
+        "the id of a train run with a logged model, or empty when model_uri is given",
+        lambda v, c: bool(v) != bool(c.model_uri),
+        "train run whose logged model is evaluated",
+    )
+    model_uri: str = param(
+        "",
+        str,
+        "a model URI (runs:/<id>/model, models:/<name>@<alias>, ...), or empty given a run_id",
+        lambda v, c: True,  # exactly one of run_id and model_uri: checked on run_id
+        "any MLflow model URI instead of run_id",
+    )
+    baseline_run_id: str = param(
+        "",
+        str,
+        "empty or the id of a train run with a logged model",
+        lambda v, c: v == v.strip(),
+        "compare with this run's model on the identical test examples",
+    )
+    dataset: str = param(
+        "",
+        str,
+        f"empty (the source run's) or one of {DATASETS}",
+        lambda v, c: v in ("", *DATASETS),
+        "test data; empty: the dataset the source run trained on",
+    )
+    data_dir: str = param(
+        "",
+        str,
+        "empty or an existing folder with IDX (.gz or raw) or .npz files",
+        lambda v, c: v == "" or os.path.isdir(v),
+        "local folder with IDX or .npz files; empty: the source run's",
+    )
+    alpha: float = param(
+        0.05,
+        float,
+        "a float in the open interval (0, 0.5)",
+        lambda v, c: 0 < v < 0.5,
+        "significance level of the comparison's verdict",
+    )
+    seed: int = param(
+        0, int, "an integer >= 0", lambda v, c: v >= 0, "seed of the paired bootstrap"
+    )
+    register_as: str = param(
+        "",
+        str,
+        "empty or a model name of letters, digits, _ . -",
+        lambda v, c: re.fullmatch(r"[\w.-]*", v) is not None,
+        f"register the evaluated model under this name with alias {CHAMPION_ALIAS!r}; "
+        "empty: do not register",
+    )

@@ -132,3 +132,119 @@ def dose_response_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
             axis.annotate(name, (rate, axis.get_ylim()[0]), fontsize="small", rotation=90)
     figure.suptitle(title or "Dose-response")
     return figure
+
+
+def calibration_bins(y_true: np.ndarray, probabilities: np.ndarray, bins: int = 15) -> pd.DataFrame:
+    """Top-label calibration: per equal-width bin of the top score, the example count, the mean
+    top score (confidence) and the accuracy of the argmax prediction."""
+    confidence = probabilities.max(axis=1).astype(float)
+    correct = (probabilities.argmax(axis=1) == y_true).astype(float)
+    index = np.clip((confidence * bins).astype(int), 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):  # empty bins: NaN
+        mean_confidence = np.bincount(index, weights=confidence, minlength=bins) / count
+        accuracy = np.bincount(index, weights=correct, minlength=bins) / count
+    edges = np.linspace(0, 1, bins + 1)
+    return pd.DataFrame(
+        {
+            "bin_low": edges[:-1],
+            "bin_high": edges[1:],
+            "count": count,
+            "confidence": mean_confidence,
+            "accuracy": accuracy,
+        }
+    )
+
+
+def expected_calibration_error(table: pd.DataFrame) -> float:
+    """Count-weighted mean |accuracy - confidence| over the bins of `calibration_bins`."""
+    gaps = (table["accuracy"] - table["confidence"]).abs().fillna(0)
+    return float((table["count"] * gaps).sum() / table["count"].sum())
+
+
+def reliability_diagram_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
+    """Accuracy against confidence per bin (a calibrated model lies on the diagonal), and how
+    many examples each bin holds."""
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5.5, 6.5), height_ratios=(3, 1), sharex=True, layout="constrained"
+    )
+    centers = (table["bin_low"] + table["bin_high"]) / 2
+    width = table["bin_high"] - table["bin_low"]
+    top.bar(centers, table["accuracy"].fillna(0), width=width, edgecolor="black", label="accuracy")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set_ylabel("accuracy of the top class")
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left")
+    top.set_title(f"ECE {expected_calibration_error(table):.4f}")
+    bottom.bar(centers, table["count"], width=width, edgecolor="black", color="gray")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("confidence (top score)")
+    bottom.set_ylabel("examples")
+    figure.suptitle(title or "Reliability diagram (test set)")
+    return figure
+
+
+def most_confident_errors(y_true: np.ndarray, probabilities: np.ndarray, count: int) -> np.ndarray:
+    """Indices of up to `count` misclassified examples, highest top score first."""
+    wrong = np.flatnonzero(probabilities.argmax(axis=1) != y_true)
+    order = np.argsort(-probabilities[wrong].max(axis=1), kind="stable")
+    return wrong[order[:count]]
+
+
+def misclassified_figure(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: tuple[str, ...],
+    count: int = 25,
+    title: str = "",
+) -> plt.Figure:
+    """A grid of the most confidently misclassified images: true class, predicted class, score."""
+    indices = most_confident_errors(y_true, probabilities, count)
+    columns = max(1, min(5, len(indices)))
+    rows = max(1, -(-len(indices) // columns))
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.2 * columns, 2.5 * rows), squeeze=False, layout="constrained"
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, index in zip(axes.flat, indices, strict=False):
+        predicted = probabilities[index].argmax()
+        axis.imshow(images[index], cmap="gray_r")
+        axis.set_title(
+            f"true {class_names[y_true[index]]}\npred {class_names[predicted]} "
+            f"{probabilities[index, predicted]:.2f}",
+            fontsize="small",
+        )
+    if len(indices) == 0:
+        axes[0, 0].text(0.5, 0.5, "no misclassified examples", ha="center", va="center")
+    figure.suptitle(title or "Most confidently misclassified test examples")
+    return figure
+
+
+def confusion_matrix_comparison_figure(
+    candidate: pd.DataFrame, reference: pd.DataFrame, names: tuple[str, str], title: str = ""
+) -> plt.Figure:
+    """Both models' confusion-matrix counts and their difference (candidate - reference): on the
+    diagonal, red means the candidate gets more right; off it, blue means it errs less."""
+    figure, axes = plt.subplots(1, 3, figsize=(21, 6.5), layout="constrained")
+    labels = list(candidate.index)
+    for axis, table, name in ((axes[0], candidate, names[0]), (axes[1], reference, names[1])):
+        display = metrics.ConfusionMatrixDisplay(table.to_numpy(), display_labels=labels)
+        display.plot(ax=axis, values_format="d", colorbar=False, cmap="Blues", xticks_rotation=45)
+        axis.set_title(name)
+    difference = candidate.to_numpy() - reference.to_numpy()
+    limit = max(1, np.abs(difference).max())
+    display = metrics.ConfusionMatrixDisplay(difference, display_labels=labels)
+    display.plot(
+        ax=axes[2],
+        values_format="d",
+        colorbar=False,
+        cmap="RdBu_r",
+        xticks_rotation=45,
+        im_kw={"vmin": -limit, "vmax": limit},
+        text_kw={"color": "black"},
+    )
+    axes[2].set_title(f"difference: {names[0]} - {names[1]}")
+    figure.suptitle(title or "Confusion matrices (test set)")
+    return figure

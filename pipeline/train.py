@@ -74,28 +74,39 @@ class EpochLogger(keras.callbacks.Callback):
             hook(step, metrics)
 
 
-def _log_dataset(dataset: Dataset):
+def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
+    """The splits as MLflow dataset inputs, each with a digest of its content."""
     splits = {
         "train": (dataset.x_train, dataset.y_train),
         "validation": (dataset.x_val, dataset.y_val),
         "test": (dataset.x_test, dataset.y_test),
     }
-    for context, (x, y) in splits.items():
+    for context in contexts:
+        x, y = splits[context]
         digest = content_sha256(x, y)[:16]
         tracking.log_dataset_split(
             x, y, f"{dataset.name}-{context}", dataset.source, digest, context
         )
 
 
+def predict_and_score(
+    model: keras.Model, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Class probabilities of images `x` and the `test_*` metrics against labels `y`."""
+    x = x.astype("float32")
+    probabilities = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    loss, _ = model.evaluate(x, y, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    return probabilities, {
+        "test_loss": float(loss),
+        **evaluation.score_predictions(y, probabilities),
+    }
+
+
 def _log_test_results(model: keras.Model, dataset: Dataset, title: str) -> dict[str, float]:
-    x_test = dataset.x_test.astype("float32")
-    probabilities = model.predict(x_test, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    test_loss, _ = model.evaluate(x_test, dataset.y_test, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    metrics = {"test_loss": float(test_loss)}
-    metrics.update(evaluation.score_predictions(dataset.y_test, probabilities))
+    probabilities, metrics = predict_and_score(model, dataset.x_test, dataset.y_test)
     tracking.log_metrics(metrics)
     log_classification_artifacts(dataset.y_test, probabilities, dataset.class_names, title)
-    tracking.log_keras_model(model, x_test[:5], probabilities[:5])
+    tracking.log_keras_model(model, dataset.x_test[:5].astype("float32"), probabilities[:5])
     return metrics
 
 
@@ -136,7 +147,7 @@ def train(
     experiment = f"dropout-mlp-{config.dataset}"
     with tracking.run(config.run_name, experiment, run_tags, parent_run_id, killed_on) as run_id:
         tracking.log_params(config.to_params())
-        _log_dataset(dataset)
+        log_dataset(dataset)
         keras.backend.clear_session()  # a fresh graph per run: no retracing across runs
         keras.utils.set_random_seed(config.seed)
         model = build_model(

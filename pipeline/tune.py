@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from pipeline import statistics, tracking
 from pipeline.config import (
+    CHAMPION_ALIAS,
     RDB_STORAGE_SCHEMES,
     ParameterError,
     TrainConfig,
@@ -46,7 +47,6 @@ WORKER_ATTR = "worker"
 SURPLUS_ATTR = "surplus"
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 PARENT_WAIT_SECONDS = 60
-CHAMPION_ALIAS = "champion"
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial, and the bar

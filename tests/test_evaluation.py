@@ -5,8 +5,11 @@ import pytest
 from sklearn.metrics import f1_score
 
 from pipeline.evaluation import (
+    calibration_bins,
     classification_report,
     confusion_matrix_table,
+    expected_calibration_error,
+    most_confident_errors,
     score_predictions,
     tied_top_fraction,
 )
@@ -51,3 +54,20 @@ def test_report_and_confusion_matrix_use_class_names():
     assert "cat" in text and report["dog"]["recall"] == 0.5
     table = confusion_matrix_table(y_true, y_pred, ("cat", "dog"))
     assert table.loc["dog", "cat"] == 1 and table.to_numpy().sum() == 3
+
+
+def test_expected_calibration_error_of_known_cases():
+    y_true = np.array([0, 0, 0, 1])
+    calibrated = np.array([[0.75, 0.25]] * 4)  # confidence 0.75, three of four right
+    table = calibration_bins(y_true, calibrated, bins=10)
+    assert table["count"].sum() == 4
+    assert expected_calibration_error(table) == pytest.approx(0.0)
+    overconfident = np.array([[0.0, 1.0]] * 3 + [[1.0, 0.0]])  # sure, and always wrong
+    assert expected_calibration_error(calibration_bins(y_true, overconfident)) == 1.0
+
+
+def test_most_confident_errors_come_first_and_exclude_right_answers():
+    y_true = np.array([0, 1, 0, 1])
+    probabilities = np.array([[0.6, 0.4], [0.9, 0.1], [0.2, 0.8], [0.1, 0.9]])
+    assert most_confident_errors(y_true, probabilities, count=5).tolist() == [1, 2]
+    assert most_confident_errors(y_true, probabilities, count=1).tolist() == [1]

@@ -1,21 +1,22 @@
-"""`mlflow run . -e train --env-manager local` itself, as a user runs it."""
+"""`mlflow run . -e <entry point> --env-manager local` itself, as a user runs it."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import PROJECT_ROOT, running_runs
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 
 
-def mlflow_run(experiment: str, *params: str) -> subprocess.CompletedProcess:
+def mlflow_run(experiment: str, *params: str, entry_point="train") -> subprocess.CompletedProcess:
     args = [
         MLFLOW,
         "run",
         str(PROJECT_ROOT),
         "-e",
-        "train",
+        entry_point,
         "--env-manager",
         "local",
         "--experiment-name",
@@ -49,3 +50,15 @@ def test_mlflow_run_with_bad_input_fails_the_run(client):
     [run] = client.search_runs([experiment.experiment_id])
     assert run.info.status == "FAILED"
     assert running_runs(client) == []
+
+
+def test_mlflow_run_evaluate_reproduces_the_train_runs_test_metrics(client):
+    experiment = client.get_experiment_by_name("mlproject")
+    [trained] = client.search_runs([experiment.experiment_id], "tags.entry_point = 'train'")
+    result = mlflow_run("mlproject", f"run_id={trained.info.run_id}", entry_point="evaluate")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [evaluated] = client.search_runs([experiment.experiment_id], "tags.entry_point = 'evaluate'")
+    assert evaluated.info.status == "FINISHED"
+    assert evaluated.data.tags["source_run_id"] == trained.info.run_id
+    for name in ("test_accuracy", "test_loss", "test_macro_f1"):
+        assert evaluated.data.metrics[name] == pytest.approx(trained.data.metrics[name], abs=1e-6)
