@@ -25,6 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from pipeline import tracking
 from pipeline.config import TrainConfig, TuneConfig
@@ -177,6 +181,31 @@ def compare_pruning(name: str, trials: int, epochs: int) -> dict:
     return results
 
 
+def compare_workers(trials: int = 8, epochs: int = 3) -> dict:
+    """One study run by one `pipeline tune` process, then the same study by two processes
+    sharing a journal storage (digits: small enough that the cores, not memory, decide)."""
+    runs = {}
+    for workers in (1, 2):
+        study_name = f"bench-workers-{workers}-{time.time_ns()}"
+        command = [
+            sys.executable, "-m", "pipeline", "tune", "--dataset", "digits",
+            "--epochs", str(epochs), "--n-trials", str(trials), "--pruner", "none",
+            "--final-seeds", "0", "--study-name", study_name,
+            "--storage", f"journal:{Path.cwd() / 'workers.journal'}",
+        ]  # fmt: skip
+        started = time.perf_counter()
+        processes = [subprocess.Popen(command, stdout=subprocess.DEVNULL) for _ in range(workers)]
+        if any(process.wait() != 0 for process in processes):
+            raise RuntimeError(f"a tune worker failed: {command}")
+        seconds = time.perf_counter() - started
+        storage = JournalStorage(JournalFileBackend(str(Path.cwd() / "workers.journal")))
+        study = optuna.load_study(study_name=study_name, storage=storage)
+        finished = len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        runs[str(workers)] = {"seconds": seconds, "finished": finished}
+        print(f"{workers} tune worker(s): {seconds:.1f}s, {finished} finished trials")
+    return {"dataset": "digits", "trials": trials, "epochs": epochs, "runs": runs}
+
+
 LEVERS = {
     "steps_per_execution=1 (keras default)": {"steps_per_execution": 1},
     "steps_per_execution=32 (pipeline)": {},
@@ -276,6 +305,24 @@ def markdown(results: dict) -> str:
         "| pruner | epochs trained | share of unpruned | best val_accuracy | wall time (s) |",
         "|---|---|---|---|---|",
     ]
+    unpruned = tune["none"]["epochs_trained"]
+    for pruner, row in tune.items():
+        lines.append(
+            f"| {pruner} | {row['epochs_trained']} | {row['epochs_trained'] / unpruned:.0%} | "
+            f"{row['best_val_accuracy']:.4f} | {row['seconds']:.0f} |"
+        )
+    workers = results["workers"]
+    lines += [
+        "",
+        f"Tune workers sharing one journal storage ({workers['dataset']}, {workers['trials']} "
+        f"trials x {workers['epochs']} epochs, no pruning):",
+        "",
+        "| workers | wall time (s) | speed-up | finished trials |",
+        "|---|---|---|---|",
+    ]
+    for count, row in workers["runs"].items():
+        speedup = workers["runs"]["1"]["seconds"] / row["seconds"]
+        lines.append(f"| {count} | {row['seconds']:.1f} | {speedup:.2f}x | {row['finished']} |")
     lines += [
         "",
         f"Training levers (one seed, {results['dataset']}, median epoch after the first):",
@@ -286,12 +333,6 @@ def markdown(results: dict) -> str:
     for lever, row in results["levers"].items():
         lines.append(
             f"| {lever} | {row['epoch_seconds_median']:.2f} | {row['test_accuracy']:.4f} |"
-        )
-    unpruned = tune["none"]["epochs_trained"]
-    for pruner, row in tune.items():
-        lines.append(
-            f"| {pruner} | {row['epochs_trained']} | {row['epochs_trained'] / unpruned:.0%} | "
-            f"{row['best_val_accuracy']:.4f} | {row['seconds']:.0f} |"
         )
     return "\n".join(lines)
 
@@ -329,6 +370,7 @@ def main():
             "levers": compare_levers(name),
             "train": compare_train(name, args.epochs, args.repeats, timer),
             "tune": compare_pruning(name, args.trials, args.trial_epochs),
+            "workers": compare_workers(),
         }
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results)

@@ -17,35 +17,70 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return mlflow.MlflowClient()
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("acceptance")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+        yield mlflow.MlflowClient()
+
+
+def mlflow_run(entry_point: str, *params: str):
+    command = [str(Path(sys.executable).parent / "mlflow"), "run", str(PROJECT_ROOT)]
+    command += ["-e", entry_point, "--env-manager", "local", "--experiment-name", "acceptance"]
+    for param in params:
+        command += ["-P", param]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def latest_run(store, entry_point: str):
+    experiment = store.get_experiment_by_name("acceptance").experiment_id
+    query = f"tags.entry_point = '{entry_point}'"
+    return store.search_runs([experiment], query, order_by=["start_time DESC"])[0]
+
+
+@pytest.fixture(scope="module")
+def train_runs(store):
+    """The notebook's two configs on Fashion-MNIST, 10 epochs, standard recipe, seed 0."""
+    runs = {}
+    for dropout_rates in ("0,0,0", "0.5,0.25,0"):
+        mlflow_run("train", "dataset=fashion_mnist", f"dropout_rates={dropout_rates}")
+        runs[dropout_rates] = latest_run(store, "train")
+    return runs
 
 
 @pytest.mark.parametrize("dropout_rates", ["0,0,0", "0.5,0.25,0"])
-def test_fashion_mnist_train_reaches_85_percent(store, dropout_rates):
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "run",
-        str(PROJECT_ROOT),
-        "-e",
-        "train",
-        "--env-manager",
-        "local",
-        "-P",
-        "dataset=fashion_mnist",
-        "-P",
-        f"dropout_rates={dropout_rates}",
-        "--experiment-name",
-        "acceptance",
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1200)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [run] = store.search_runs([store.get_experiment_by_name("acceptance").experiment_id])
+def test_fashion_mnist_train_reaches_85_percent(store, train_runs, dropout_rates):
+    run = train_runs[dropout_rates]
     assert run.info.status == "FINISHED"
+    assert run.data.params["dropout_rates"] == dropout_rates
     assert len(store.get_metric_history(run.info.run_id, "val_accuracy")) == 10
     print(dropout_rates, run.data.metrics["test_accuracy"])
     assert run.data.metrics["test_accuracy"] >= 0.85
+
+
+def test_evaluate_reproduces_the_train_runs_test_accuracy(store, train_runs):
+    trained = train_runs["0.5,0.25,0"]
+    mlflow_run("evaluate", f"run_id={trained.info.run_id}")
+    evaluated = latest_run(store, "evaluate")
+    print(
+        "evaluate", evaluated.data.metrics["test_accuracy"], trained.data.metrics["test_accuracy"]
+    )
+    expected = trained.data.metrics["test_accuracy"]
+    assert evaluated.data.metrics["test_accuracy"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_evaluate_compares_dropout_with_the_baseline(store, train_runs):
+    dropout, baseline = train_runs["0.5,0.25,0"], train_runs["0,0,0"]
+    mlflow_run(
+        "evaluate", f"run_id={dropout.info.run_id}", f"baseline_run_id={baseline.info.run_id}"
+    )
+    compared = latest_run(store, "evaluate")
+    report = mlflow.artifacts.load_text(f"runs:/{compared.info.run_id}/comparison.md")
+    print(report)
+    assert "paired bootstrap 95% CI" in report and "McNemar" in report
+    assert 0 <= compared.data.metrics["mcnemar_p_value"] <= 1
