@@ -7,7 +7,7 @@ UI_PORT ?= 5000
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install train test lint format bench findings ui clean
+.PHONY: install train test lint format bench findings ui docs clean
 
 install: $(STAMP)
 
@@ -34,6 +34,9 @@ findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs); write
 ui: install  ## mlflow ui on the default local store; e.g. make ui UI_PORT=5001
 	@echo "MLflow UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C stops it)"
 	mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+docs: install  ## the README's pictures of mlflow ui (docs/*.png) from fresh runs, in headless Chromium
+	$(PYTHON) docs/screenshots.py $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
