@@ -3,7 +3,7 @@
 Writes bench/results.json and bench/results.md (and the table into README.md between the
 `bench` markers). Every timing is repeated (seeds 0..repeats-1) and reported as the median.
 
-    python bench/bench.py [--epochs 10] [--repeats 3] [--trials 16] [--trial-epochs 4]
+    python bench/bench.py [--epochs 10] [--repeats 3] [--trials 20] [--trial-epochs 9]
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ def compare_pruning(name: str, trials: int, epochs: int) -> dict:
     from pipeline.tune import epochs_spent, tune
 
     results = {}
-    for pruner in ("none", "median", "hyperband"):
+    for pruner in ("none", "median", "hyperband", "successive_halving"):
         config = TuneConfig(
             dataset=name,
             epochs=epochs,
@@ -326,14 +326,18 @@ def markdown(results: dict) -> str:
         "",
         f"Tune, {results['trials']} trials x {results['trial_epochs']} epochs, same seed:",
         "",
-        "| pruner | epochs trained | share of unpruned | best val_accuracy | wall time (s) |",
-        "|---|---|---|---|---|",
+        "| pruner | epochs trained | share of unpruned | best val_accuracy | vs unpruned "
+        "(points) | pruned trials | wall time (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    unpruned = tune["none"]["epochs_trained"]
+    unpruned = tune["none"]
     for pruner, row in tune.items():
+        points = 100 * (row["best_val_accuracy"] - unpruned["best_val_accuracy"])
         lines.append(
-            f"| {pruner} | {row['epochs_trained']} | {row['epochs_trained'] / unpruned:.0%} | "
-            f"{row['best_val_accuracy']:.4f} | {row['seconds']:.0f} |"
+            f"| {pruner} | {row['epochs_trained']} | "
+            f"{row['epochs_trained'] / unpruned['epochs_trained']:.0%} | "
+            f"{row['best_val_accuracy']:.4f} | {points:+.2f} | {row['n_pruned_trials']} | "
+            f"{row['seconds']:.0f} |"
         )
     workers = results["workers"]
     lines += [
@@ -371,8 +375,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--trial-epochs", type=int, default=4)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trial-epochs", type=int, default=9)
     parser.add_argument("--lever", choices=LEVERS, help=argparse.SUPPRESS)
     parser.add_argument("--dataset", default=bench_dataset(), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -175,7 +175,7 @@ class TrainConfig(ModelDataConfig):
 
 
 CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
-PRUNERS = ("median", "hyperband", "none")
+PRUNERS = ("median", "hyperband", "successive_halving", "none")
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDBStorage URLs
 STORAGE_SCHEMES = ("journal:", *RDB_STORAGE_SCHEMES)
 

@@ -145,6 +145,8 @@ def create_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
         return optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials)
     if config.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
+    if config.pruner == "successive_halving":  # rungs at epochs 1, 3, 9, ...: keeps the top third
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 

@@ -4,13 +4,14 @@ import signal
 import subprocess
 
 import mlflow
+import numpy as np
 import optuna
 import pytest
 from conftest import assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
-from pipeline.config import TuneConfig
-from pipeline.tune import suggest_train_config, tune
+from pipeline.config import PRUNERS, TuneConfig
+from pipeline.tune import create_pruner, suggest_train_config, tune
 
 TINY = dict(dataset="digits", epochs=3, n_trials=6, pruner_startup_trials=1, seed=0)
 PLOTS = {"optimization_history", "parallel_coordinate", "slice", "param_importances"}
@@ -169,6 +170,37 @@ def test_search_space_covers_each_layer_and_optionally_the_learning_rate():
     assert train_config.dropout_rates == (0.3, 0.0, 0.5)
     assert train_config.learning_rate == 3e-3
     assert train_config.dataset == "digits" and train_config.epochs == config.epochs
+
+
+def epochs_before_stop(pruner: str, epochs: int = 9, trials: int = 30) -> list[int]:
+    """Epochs each trial ran under the pruner, on learning curves of random quality."""
+    study = optuna.create_study(
+        direction="maximize", pruner=create_pruner(TuneConfig(pruner=pruner, epochs=epochs))
+    )
+    quality = iter(np.random.default_rng(0).uniform(size=trials))
+
+    def objective(trial):
+        final = next(quality)
+        for epoch in range(1, epochs + 1):
+            trial.report(final * epoch / epochs, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return final
+
+    study.optimize(objective, n_trials=trials)
+    return [len(trial.intermediate_values) for trial in study.trials]
+
+
+@pytest.mark.parametrize("pruner", PRUNERS)
+def test_each_pruner_stops_trials_that_fall_behind(pruner):
+    spent = epochs_before_stop(pruner)
+    if pruner == "none":
+        assert set(spent) == {9}
+    else:
+        assert min(spent) < 9 and max(spent) == 9
+    if pruner == "successive_halving":  # stops only at its rungs (epochs 1 and 3), keeps a third
+        assert set(spent) <= {1, 3, 9}
+        assert sum(spent) <= 0.5 * 9 * len(spent)
 
 
 @pytest.mark.parametrize(
