@@ -91,9 +91,11 @@ def bench_dataset() -> str:
     return "fashion_mnist" if DEBIAN_FASHION_MNIST.is_dir() else "digits"
 
 
-def bare_notebook(dataset: Dataset, epochs: int, seed: int) -> tuple[float, float]:
+def bare_notebook(name: str, epochs: int, seed: int) -> dict:
     """The notebook's code with the pipeline's default model: Sequential, compile, fit. Trained
-    on the pipeline's training split (the same examples), without validation or tracking."""
+    on the pipeline's training split (the same examples), without validation or tracking, in a
+    process of its own with TensorFlow's defaults (no settings of the pipeline's)."""
+    dataset = load_dataset(TrainConfig(dataset=name, seed=seed))
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
     model = keras.Sequential(
@@ -113,14 +115,25 @@ def bare_notebook(dataset: Dataset, epochs: int, seed: int) -> tuple[float, floa
     model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0)
     seconds = time.perf_counter() - started
     probabilities = model.predict(dataset.x_test, verbose=0)
-    accuracy = float(np.mean(probabilities.argmax(axis=1) == dataset.y_test))
-    keras.backend.clear_session()
-    return seconds, accuracy
+    return {
+        "seconds": seconds,
+        "test_accuracy": float(np.mean(probabilities.argmax(axis=1) == dataset.y_test)),
+    }
+
+
+def in_fresh_process(*args: str) -> dict:
+    """bench.py run with hidden `args` in a new Python process; its last line is JSON."""
+    command = [sys.executable, str(BENCH_DIR / "bench.py"), *args]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def pipeline_train(config: TrainConfig, dataset: Dataset, timer: TrackingTimer) -> dict:
-    from pipeline.train import train
+    import tensorflow as tf
 
+    from pipeline.train import train  # not at the top: --bare and --lever keep TF's defaults
+
+    assert tf.config.threading.get_intra_op_parallelism_threads() == 1, "pipeline's TF settings"
     timer.seconds = 0.0
     started = time.perf_counter()
     result = train(config, dataset)
@@ -150,7 +163,8 @@ def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) ->
     for seed in range(repeats):
         config = TrainConfig(dataset=name, epochs=epochs, seed=seed)
         dataset = load_dataset(config)
-        seconds, accuracy = bare_notebook(dataset, epochs, seed)
+        bare = in_fresh_process("--bare", "--seed", str(seed), "--epochs", str(epochs))
+        seconds, accuracy = bare["seconds"], bare["test_accuracy"]
         rows["bare_seconds"].append(seconds)
         rows["bare_accuracy"].append(accuracy)
         rows["pipeline"].append(pipeline_train(config, dataset, timer))
@@ -226,24 +240,37 @@ def compare_workers(trials: int = 8, epochs: int = 3) -> dict:
     return {"dataset": "digits", "trials": trials, "epochs": epochs, "runs": runs}
 
 
-LEVERS = {
-    "steps_per_execution=1 (keras default)": {"steps_per_execution": 1},
-    "steps_per_execution=32 (pipeline)": {},
-    "steps_per_execution=one call per epoch": {"steps_per_execution": "epoch"},
-    "+ intra-op threads = 1": {"intra_op_threads": 1},
-    "+ tf.data shuffle/batch/prefetch": {"tf_data": True},
-    "+ XLA jit_compile": {"jit_compile": True},
+LEVERS = {  # cumulative: each row adds one setting to the row above
+    "keras defaults (the notebook's fit)": {"steps_per_execution": 1},
+    "+ steps_per_execution=32": {},
+    "+ one intra-op thread": {"intra_op_threads": 1},
+    "+ input batches without tf.data autotuning (pipeline)": {
+        "intra_op_threads": 1,
+        "batches": True,
+    },
+    "+ steps_per_execution=one call per epoch": {
+        "intra_op_threads": 1,
+        "batches": True,
+        "steps_per_execution": "epoch",
+    },
+    "+ XLA jit_compile (needs op determinism off)": {
+        "intra_op_threads": 1,
+        "batches": True,
+        "jit_compile": True,
+    },
 }
 
 
-def measure_lever(lever: str, name: str, epochs: int = 4) -> dict:
-    """Epoch time and test accuracy of the pipeline's fit with one lever changed (run in a
-    fresh process: thread settings only apply before TensorFlow starts)."""
+def measure_lever(lever: str, name: str, epochs: int = 5) -> dict:
+    """Epoch time and test accuracy of the pipeline's model under one lever's settings, in a
+    fresh process (thread settings only apply before TensorFlow starts)."""
     import tensorflow as tf
 
     settings = LEVERS[lever]
     if "intra_op_threads" in settings:
         tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
+    if not settings.get("jit_compile"):  # Keras turns XLA off under op determinism
+        tf.config.experimental.enable_op_determinism()
     dataset = load_dataset(TrainConfig(dataset=name))
     keras.utils.set_random_seed(0)
     model = build_model(dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
@@ -265,27 +292,19 @@ def measure_lever(lever: str, name: str, epochs: int = 4) -> dict:
         ),
     )
     x_train = dataset.x_train.astype("float32")
-    validation = (dataset.x_val.astype("float32"), dataset.y_val)
-    if settings.get("tf_data"):
-        train_data = (
-            tf.data.Dataset.from_tensor_slices((x_train, dataset.y_train))
-            .shuffle(len(x_train), seed=0)
-            .batch(32)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-        model.fit(
-            train_data, epochs=epochs, validation_data=validation, callbacks=[callback], verbose=0
-        )
+    if settings.get("batches"):
+        from pipeline.train import training_batches
+
+        data = {"x": training_batches(x_train, dataset.y_train, 32)}
     else:
-        model.fit(
-            x_train,
-            dataset.y_train,
-            batch_size=32,
-            epochs=epochs,
-            validation_data=validation,
-            callbacks=[callback],
-            verbose=0,
-        )
+        data = {"x": x_train, "y": dataset.y_train, "batch_size": 32}
+    model.fit(
+        **data,
+        epochs=epochs,
+        validation_data=(dataset.x_val.astype("float32"), dataset.y_val),
+        callbacks=[callback],
+        verbose=0,
+    )
     probabilities = model.predict(dataset.x_test.astype("float32"), batch_size=1024, verbose=0)
     return {
         "epoch_seconds_median": statistics.median(epoch_seconds[1:]),  # epoch 1 traces the graph
@@ -296,13 +315,7 @@ def measure_lever(lever: str, name: str, epochs: int = 4) -> dict:
 def compare_levers(name: str) -> dict:
     results = {}
     for lever in LEVERS:
-        output = subprocess.run(
-            [sys.executable, str(BENCH_DIR / "bench.py"), "--lever", lever, "--dataset", name],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        results[lever] = json.loads(output.strip().splitlines()[-1])
+        results[lever] = in_fresh_process("--lever", lever, "--dataset", name)
         print(lever, results[lever])
     return results
 
@@ -383,7 +396,7 @@ def markdown(results: dict) -> str:
         "",
         f"Training levers (one seed, {results['dataset']}, median epoch after the first):",
         "",
-        "| lever | seconds per epoch | test accuracy after 4 epochs |",
+        "| lever | seconds per epoch | test accuracy after 5 epochs |",
         "|---|---|---|",
     ]
     for lever, row in results["levers"].items():
@@ -406,10 +419,15 @@ def main():
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--trial-epochs", type=int, default=9)
     parser.add_argument("--lever", choices=LEVERS, help=argparse.SUPPRESS)
+    parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--dataset", default=bench_dataset(), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.lever:
         print(json.dumps(measure_lever(args.lever, args.dataset)))
+        return
+    if args.bare:
+        print(json.dumps(bare_notebook(args.dataset, args.epochs, args.seed)))
         return
     name = args.dataset
     with tempfile.TemporaryDirectory() as store:

@@ -5,6 +5,7 @@ import math
 import signal
 import subprocess
 
+import keras
 import mlflow
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ from helpers import mnist_data_dir
 
 from pipeline import cli
 from pipeline.config import TrainConfig
-from pipeline.train import EPOCH_METRICS, TrainingDiverged, train
+from pipeline.data import load_dataset
+from pipeline.model import build_model
+from pipeline.train import EPOCH_METRICS, TrainingDiverged, train, training_batches
 
 DIGITS = TrainConfig(dataset="digits", epochs=3, seed=7)
 PER_EPOCH = (*EPOCH_METRICS, "generalization_gap", "epoch_seconds")
@@ -106,6 +109,22 @@ def test_same_seed_gives_identical_metrics(digits_run):
     assert again.test_metrics == first.test_metrics
     for name in EPOCH_METRICS:
         assert again.history[name] == first.history[name]
+
+
+def test_training_batches_train_exactly_like_fit_on_arrays():
+    """The speed-up of the input pipeline keeps Keras' batches: same seed, same weights."""
+    dataset = load_dataset(TrainConfig(dataset="digits"))
+    x, y = dataset.x_train.astype("float32"), dataset.y_train
+
+    def trained_weights(*data, batch_size=None):
+        keras.utils.set_random_seed(3)
+        model = build_model(x.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
+        model.fit(*data, batch_size=batch_size, epochs=3, verbose=0)
+        return model.get_weights()
+
+    plain = trained_weights(x, y, batch_size=32)
+    batched = trained_weights(training_batches(x, y, 32))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, batched, strict=True))
 
 
 def test_non_finite_loss_fails_the_run_with_a_reason(client):
