@@ -100,10 +100,11 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.D
     """Exactly the batches `fit(x, y, batch_size=..., shuffle=True)` draws (Keras' own array
     adapter, so the same seed gives the same order), with tf.data autotuning off: its threads
     make dropping each epoch's iterator stall ~1 s at random epochs on a 2-core machine."""
-    batches = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True).get_tf_dataset()
+    adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True)
     options = tf.data.Options()
     options.autotune.enabled = False
-    return batches.with_options(options)
+    cardinality = tf.data.experimental.assert_cardinality(adapter.num_batches)  # as fit knows it
+    return adapter.get_tf_dataset().apply(cardinality).with_options(options)
 
 
 def predict_and_score(
@@ -181,6 +182,7 @@ def train(
             validation_data=(dataset.x_val.astype("float32"), dataset.y_val),
             validation_batch_size=PREDICT_BATCH_SIZE,
             epochs=config.epochs,
+            shuffle=False,  # the batches are shuffled already
             callbacks=[logger],
             verbose=0,
         )
