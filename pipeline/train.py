@@ -99,7 +99,8 @@ def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
 def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
     """Exactly the batches `fit(x, y, batch_size=..., shuffle=True)` draws (Keras' own array
     adapter, so the same seed gives the same order), with tf.data autotuning off: its threads
-    make dropping each epoch's iterator stall ~1 s at random epochs on a 2-core machine."""
+    make dropping each epoch's iterator stall ~1 s at random epochs on a 2-core machine.
+    The adapter is Keras-internal (keras.src), hence keras pinned to 3.15 in pyproject."""
     adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True)
     options = tf.data.Options()
     options.autotune.enabled = False
