@@ -163,7 +163,9 @@ def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) ->
     for seed in range(repeats):
         config = TrainConfig(dataset=name, epochs=epochs, seed=seed)
         dataset = load_dataset(config)
-        bare = in_fresh_process("--bare", "--seed", str(seed), "--epochs", str(epochs))
+        bare = in_fresh_process(
+            "--bare", "--dataset", name, "--seed", str(seed), "--epochs", str(epochs)
+        )
         seconds, accuracy = bare["seconds"], bare["test_accuracy"]
         rows["bare_seconds"].append(seconds)
         rows["bare_accuracy"].append(accuracy)
