@@ -32,7 +32,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config import TrainConfig, TuneConfig
+from pipeline.config import PRUNERS, TrainConfig, TuneConfig
 from pipeline.data import DEBIAN_FASHION_MNIST, Dataset, load_dataset
 from pipeline.model import build_model
 
@@ -197,7 +197,7 @@ def compare_pruning(name: str, trials: int, epochs: int) -> dict:
     from pipeline.tune import epochs_spent, tune
 
     results = {}
-    for pruner in ("none", "median", "hyperband", "successive_halving"):
+    for pruner in PRUNERS[::-1]:  # "none" first
         config = TuneConfig(
             dataset=name,
             epochs=epochs,

@@ -175,7 +175,7 @@ class TrainConfig(ModelDataConfig):
 
 
 CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
-PRUNERS = ("median", "hyperband", "successive_halving", "none")
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDBStorage URLs
 STORAGE_SCHEMES = ("journal:", *RDB_STORAGE_SCHEMES)
 
@@ -235,7 +235,15 @@ class TuneConfig(ModelDataConfig):
         int,
         "an integer >= 0",
         lambda v, c: v >= 0,
-        "median pruner: trials that run to the end before pruning starts",
+        "median and percentile pruners: trials that run to the end before pruning starts",
+    )
+    pruner_percentile: float = param(
+        25.0,
+        float,
+        "a float in the open interval (0, 100)",
+        lambda v, c: 0 < v < 100,
+        "percentile pruner: a trial goes on while its val_accuracy is in this top percent of "
+        "earlier trials' at the same epoch",
     )
     study_name: str = param(
         "",

@@ -143,6 +143,10 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 def create_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
     if config.pruner == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=config.pruner_startup_trials)
+    if config.pruner == "percentile":
+        return optuna.pruners.PercentilePruner(
+            config.pruner_percentile, n_startup_trials=config.pruner_startup_trials
+        )
     if config.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=config.epochs)
     if config.pruner == "successive_halving":  # rungs at epochs 1, 3, 9, ...: keeps the top third

@@ -201,6 +201,8 @@ def test_each_pruner_stops_trials_that_fall_behind(pruner):
     if pruner == "successive_halving":  # stops only at its rungs (epochs 1 and 3), keeps a third
         assert set(spent) <= {1, 3, 9}
         assert sum(spent) <= 0.5 * 9 * len(spent)
+    if pruner == "percentile":  # keeps the top quarter, the median pruner the top half
+        assert spent.count(9) < epochs_before_stop("median").count(9)
 
 
 @pytest.mark.parametrize(
