@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     config_class, command, _ = COMMANDS[args.pop("command")]
     try:
         config = config_class.from_strings(args)
+        if hasattr(config, "backend"):  # Keras reads it at its first import, in the command
+            os.environ["KERAS_BACKEND"] = config.backend
         command(config)
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any
 
 DATASETS = ("mnist", "fashion_mnist", "digits")
 RECIPES = ("standard", "seed")
+BACKENDS = ("tensorflow", "jax")  # Keras backends
 
 
 class ParameterError(ValueError):
@@ -146,6 +147,14 @@ class ModelDataConfig(_Config):
         f"one of {RECIPES}",
         lambda v, c: v in RECIPES,
         "standard: inputs scaled to [0,1], softmax; seed: the notebook's raw pixels, sigmoid",
+    )
+    backend: str = param(
+        "tensorflow",
+        str,
+        f"one of {BACKENDS}",
+        lambda v, c: v in BACKENDS,
+        "Keras backend; jax trains about twice as fast on CPU but draws other random numbers, "
+        "so its results differ from tensorflow's at the same seed",
     )
 
     def train_config(self, **changes) -> TrainConfig:

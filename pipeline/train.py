@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -20,6 +21,7 @@ from pipeline.model import build_model
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 PREDICT_BATCH_SIZE = 1024
+JAX_CACHE = Path.home() / ".cache" / "dropout-pipeline" / "jax"
 
 # Same seed => same numbers: TF picks deterministic kernels (no measurable cost for this MLP).
 tf.config.experimental.enable_op_determinism()
@@ -30,6 +32,14 @@ with contextlib.suppress(RuntimeError):
     tf.config.threading.set_intra_op_parallelism_threads(1)
 # Each run builds a fresh model, so TF's "retracing" warning about it is expected noise.
 tf.get_logger().setLevel("ERROR")
+if keras.backend.backend() == "jax":
+    import jax
+
+    # XLA compiles every new model's steps (~2 s); its persistent cache serves the same
+    # executables to later runs of this architecture (tune trials, seeds) from disk.
+    if not jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR chooses another
+        jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -108,6 +118,14 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.D
     return adapter.get_tf_dataset().apply(cardinality).with_options(options)
 
 
+def training_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
+    """`fit`'s training data arguments: shuffled batches of `batch_size`, with TensorFlow
+    through `training_batches` (already shuffled)."""
+    if keras.backend.backend() == "tensorflow":
+        return {"x": training_batches(x, y, batch_size), "shuffle": False}
+    return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+
+
 def predict_and_score(
     model: keras.Model, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -154,6 +172,13 @@ def train(
     killed_on: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
 ) -> TrainResult:
     """Train one model as one MLflow run and return its history and test metrics."""
+    if config.backend != keras.backend.backend():  # Keras fixes it at its first import
+        raise config.invalid(
+            "backend",
+            f"the Keras backend this process imported ({keras.backend.backend()}); set "
+            "KERAS_BACKEND before importing keras, or use the CLI",
+            config.backend,
+        )
     dataset = dataset or load_dataset(config)
     run_tags = {
         "entry_point": "train",
@@ -179,11 +204,10 @@ def train(
         )
         logger = EpochLogger(config.epochs, epoch_hooks)
         model.fit(
-            training_batches(dataset.x_train.astype("float32"), dataset.y_train, config.batch_size),
+            **training_data(dataset.x_train.astype("float32"), dataset.y_train, config.batch_size),
             validation_data=(dataset.x_val.astype("float32"), dataset.y_val),
             validation_batch_size=PREDICT_BATCH_SIZE,
             epochs=config.epochs,
-            shuffle=False,  # the batches are shuffled already
             callbacks=[logger],
             verbose=0,
         )
