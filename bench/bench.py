@@ -121,11 +121,12 @@ def bare_notebook(name: str, epochs: int, seed: int) -> dict:
     }
 
 
-def in_fresh_process(*args: str) -> dict:
+def in_fresh_process(*args: str, environment: dict[str, str] | None = None) -> dict:
     """bench.py run with hidden `args` in a new Python process; its last line is JSON."""
     command = [sys.executable, str(BENCH_DIR / "bench.py"), *args]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    environment = {**os.environ, **(environment or {})}
+    output = subprocess.run(command, capture_output=True, text=True, check=True, env=environment)
+    return json.loads(output.stdout.strip().splitlines()[-1])
 
 
 def pipeline_train(config: TrainConfig, dataset: Dataset, timer: TrackingTimer) -> dict:
@@ -158,8 +159,16 @@ def pipeline_train_async(config: TrainConfig, dataset: Dataset, timer: TrackingT
     return row
 
 
+def jax_train(name: str, epochs: int, seed: int) -> dict:
+    """`pipeline train` with backend=jax: run in a process started with KERAS_BACKEND=jax."""
+    config = TrainConfig(dataset=name, epochs=epochs, seed=seed, backend="jax")
+    return pipeline_train(config, load_dataset(config), TrackingTimer())
+
+
 def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) -> dict:
     rows = {"bare_seconds": [], "bare_accuracy": [], "pipeline": [], "pipeline_async": []}
+    rows["pipeline_jax"] = []
+    jax_cache = tempfile.mkdtemp()  # empty: the first seed compiles, the others find it cached
     for seed in range(repeats):
         config = TrainConfig(dataset=name, epochs=epochs, seed=seed)
         dataset = load_dataset(config)
@@ -171,15 +180,22 @@ def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) ->
         rows["bare_accuracy"].append(accuracy)
         rows["pipeline"].append(pipeline_train(config, dataset, timer))
         rows["pipeline_async"].append(pipeline_train_async(config, dataset, timer))
+        rows["pipeline_jax"].append(
+            in_fresh_process(
+                "--jax-train", "--dataset", name, "--seed", str(seed), "--epochs", str(epochs),
+                environment={"KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": jax_cache},
+            )
+        )  # fmt: skip
         print(
             f"seed {seed}: bare {seconds:.1f}s acc {accuracy:.4f}  pipeline {rows['pipeline'][-1]}"
-            f"  async logging {rows['pipeline_async'][-1]}"
+            f"  async logging {rows['pipeline_async'][-1]}  backend=jax {rows['pipeline_jax'][-1]}"
         )
     async_seconds = [row["seconds"] for row in rows["pipeline_async"]]
     async_share = [row["tracking_seconds"] / row["seconds"] for row in rows["pipeline_async"]]
     pipeline_seconds = [row["seconds"] for row in rows["pipeline"]]
     tracking_share = [row["tracking_seconds"] / row["seconds"] for row in rows["pipeline"]]
     pipeline_accuracy = [row["test_accuracy"] for row in rows["pipeline"]]
+    jax_seconds = [row["seconds"] for row in rows["pipeline_jax"]]
     return {
         "bare_seconds_median": statistics.median(rows["bare_seconds"]),
         "pipeline_seconds_median": statistics.median(pipeline_seconds),
@@ -189,6 +205,13 @@ def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) ->
         "async_tracking_share_median": statistics.median(async_share),
         "bare_accuracy": rows["bare_accuracy"],
         "pipeline_accuracy": pipeline_accuracy,
+        "jax_seconds_median": statistics.median(jax_seconds),
+        "jax_first_seconds": jax_seconds[0],  # the only run that compiled
+        "jax_time_ratio": statistics.median(jax_seconds) / statistics.median(rows["bare_seconds"]),
+        "jax_tracking_share_median": statistics.median(
+            row["tracking_seconds"] / row["seconds"] for row in rows["pipeline_jax"]
+        ),
+        "jax_accuracy": [row["test_accuracy"] for row in rows["pipeline_jax"]],
     }
 
 
@@ -260,6 +283,7 @@ LEVERS = {  # cumulative: each row adds one setting to the row above
         "batches": True,
         "jit_compile": True,
     },
+    "Keras on JAX instead (backend=jax: XLA, other random streams)": {"backend": "jax"},
 }
 
 
@@ -269,9 +293,10 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
     import tensorflow as tf
 
     settings = LEVERS[lever]
+    assert keras.backend.backend() == settings.get("backend", "tensorflow")
     if "intra_op_threads" in settings:
         tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
-    if not settings.get("jit_compile"):  # Keras turns XLA off under op determinism
+    if not settings.get("jit_compile"):  # Keras turns XLA off under op determinism (TF only)
         tf.config.experimental.enable_op_determinism()
     dataset = load_dataset(TrainConfig(dataset=name))
     keras.utils.set_random_seed(0)
@@ -284,7 +309,7 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
-        jit_compile=settings.get("jit_compile", False),
+        jit_compile=settings.get("jit_compile", "auto"),  # auto: XLA on JAX, off for TF on a CPU
     )
     epoch_seconds = []
     callback = keras.callbacks.LambdaCallback(
@@ -318,7 +343,8 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
 def compare_levers(name: str) -> dict:
     results = {}
     for lever in LEVERS:
-        results[lever] = in_fresh_process("--lever", lever, "--dataset", name)
+        backend = {"KERAS_BACKEND": LEVERS[lever].get("backend", "tensorflow")}
+        results[lever] = in_fresh_process("--lever", lever, "--dataset", name, environment=backend)
         print(lever, results[lever])
     return results
 
@@ -336,6 +362,8 @@ def targets(results: dict) -> list[str]:
     rows = [
         ("train wall time <= 0.5x the bare notebook code", f"{train['time_ratio']:.2f}x",
          train["time_ratio"] <= 0.5),
+        ("the same with the opt-in backend=jax (other random streams)",
+         f"{train['jax_time_ratio']:.2f}x", train["jax_time_ratio"] <= 0.5),
         ("time inside MLflow calls <= 5%", f"{100 * train['tracking_share_median']:.1f}%",
          train["tracking_share_median"] <= 0.05),
         ("pruning: <= 40% of the unpruned epochs, best value within 1 point",
@@ -353,6 +381,7 @@ def markdown(results: dict) -> str:
         f"{np.mean(train['pipeline_accuracy']):.4f} ± {np.std(train['pipeline_accuracy']):.4f}"
     )
     bare_accuracy = f"{np.mean(train['bare_accuracy']):.4f} ± {np.std(train['bare_accuracy']):.4f}"
+    jax_accuracy = f"{np.mean(train['jax_accuracy']):.4f} ± {np.std(train['jax_accuracy']):.4f}"
     lines = [
         f"Machine: {results['machine']}; data: {results['dataset']}, batch 32, "
         f"{results['epochs']} epochs, median of {results['repeats']} seeds.",
@@ -367,6 +396,14 @@ def markdown(results: dict) -> str:
         f"{train['async_seconds_median'] / train['bare_seconds_median']:.2f}x |",
         f"| with async MLflow logging: time inside MLflow calls | | "
         f"{100 * train['async_tracking_share_median']:.1f}% | |",
+        f"| backend=jax (opt-in): wall time (s) | | {train['jax_seconds_median']:.1f} | "
+        f"{train['jax_time_ratio']:.2f}x |",
+        f"| backend=jax: first run, empty compilation cache (s) | | "
+        f"{train['jax_first_seconds']:.1f} | "
+        f"{train['jax_first_seconds'] / train['bare_seconds_median']:.2f}x |",
+        f"| backend=jax: test accuracy (mean ± sd over seeds) | | {jax_accuracy} | |",
+        f"| backend=jax: time inside MLflow calls | | "
+        f"{100 * train['jax_tracking_share_median']:.1f}% | |",
         "",
         f"Tune, {results['trials']} trials x {results['trial_epochs']} epochs, same seed:",
         "",
@@ -421,6 +458,7 @@ def main():
     parser.add_argument("--trial-epochs", type=int, default=9)
     parser.add_argument("--lever", choices=LEVERS, help=argparse.SUPPRESS)
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--jax-train", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--dataset", default=bench_dataset(), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -429,6 +467,9 @@ def main():
         return
     if args.bare:
         print(json.dumps(bare_notebook(args.dataset, args.epochs, args.seed)))
+        return
+    if args.jax_train:
+        print(json.dumps(jax_train(args.dataset, args.epochs, args.seed)))
         return
     name = args.dataset
     with tempfile.TemporaryDirectory() as store:
