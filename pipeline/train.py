@@ -36,7 +36,7 @@ if keras.backend.backend() == "jax":
     import jax
 
     # XLA compiles every new model's steps (~2 s); its persistent cache serves the same
-    # executables to later runs of this architecture (tune trials, seeds) from disk.
+    # executables to later runs of the same layers and rates (other seeds) from disk.
     if not jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR chooses another
         jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
