@@ -269,11 +269,11 @@ LEVERS = {  # cumulative: each row adds one setting to the row above
     "keras defaults (the notebook's fit)": {"steps_per_execution": 1},
     "+ steps_per_execution=32": {},
     "+ one intra-op thread": {"intra_op_threads": 1},
-    "+ input batches without tf.data autotuning (pipeline)": {
+    "+ input batches without tf.data autotuning": {
         "intra_op_threads": 1,
         "batches": True,
     },
-    "+ steps_per_execution=one call per epoch": {
+    "+ steps_per_execution=one call per epoch (pipeline)": {
         "intra_op_threads": 1,
         "batches": True,
         "steps_per_execution": "epoch",

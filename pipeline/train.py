@@ -17,7 +17,7 @@ from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 from pipeline import evaluation, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset, content_sha256, load_dataset
-from pipeline.model import build_model
+from pipeline.model import STEPS_PER_EXECUTION, build_model
 
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 PREDICT_BATCH_SIZE = 1024
@@ -126,6 +126,15 @@ def training_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
     return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
 
 
+def steps_per_execution(n_examples: int, batch_size: int) -> int:
+    """TensorFlow runs a whole epoch per call (a graph while-loop: ~10% faster epochs than 32
+    steps per call, the same numbers); JAX unrolls the steps of a call into one XLA program,
+    so it keeps the model's 32."""
+    if keras.backend.backend() == "tensorflow":
+        return math.ceil(n_examples / batch_size)
+    return STEPS_PER_EXECUTION
+
+
 def predict_and_score(
     model: keras.Model, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -201,6 +210,7 @@ def train(
             config.dropout_rates,
             config.recipe,
             config.learning_rate,
+            steps_per_execution(len(dataset.x_train), config.batch_size),
         )
         logger = EpochLogger(config.epochs, epoch_hooks)
         model.fit(

@@ -17,7 +17,13 @@ from pipeline import cli
 from pipeline.config import ParameterError, TrainConfig
 from pipeline.data import load_dataset
 from pipeline.model import build_model
-from pipeline.train import EPOCH_METRICS, TrainingDiverged, train, training_batches
+from pipeline.train import (
+    EPOCH_METRICS,
+    TrainingDiverged,
+    steps_per_execution,
+    train,
+    training_batches,
+)
 
 DIGITS = TrainConfig(dataset="digits", epochs=3, seed=7)
 PER_EPOCH = (*EPOCH_METRICS, "generalization_gap", "epoch_seconds")
@@ -113,18 +119,23 @@ def test_same_seed_gives_identical_metrics(digits_run):
 
 
 def test_training_batches_train_exactly_like_fit_on_arrays():
-    """The speed-up of the input pipeline keeps Keras' batches: same seed, same weights."""
+    """train's speed-ups keep Keras' numbers: its batches (Keras' own order) and one call per
+    epoch give the same weights as the notebook's fit(x, y, batch_size=32)."""
     dataset = load_dataset(TrainConfig(dataset="digits"))
     x, y = dataset.x_train.astype("float32"), dataset.y_train
 
-    def trained_weights(*data, **options):
+    def trained_weights(steps: int, *data, **options):
         keras.utils.set_random_seed(3)
-        model = build_model(x.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
+        model = build_model(
+            x.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), "standard", 0.001, steps
+        )
         model.fit(*data, epochs=3, verbose=0, **options)
         return model.get_weights()
 
-    plain = trained_weights(x, y, batch_size=32)
-    batched = trained_weights(training_batches(x, y, 32), shuffle=False)
+    plain = trained_weights(1, x, y, batch_size=32)
+    steps = steps_per_execution(len(x), 32)
+    assert steps == len(training_batches(x, y, 32)) > 1  # the whole epoch in one call
+    batched = trained_weights(steps, training_batches(x, y, 32), shuffle=False)
     assert all(np.array_equal(a, b) for a, b in zip(plain, batched, strict=True))
 
 
