@@ -59,7 +59,9 @@ def confusion_matrix_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
     """Counts and row-normalized (recall per class) side by side."""
     counts = table.to_numpy()
     normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    figure, axes = plt.subplots(1, 2, figsize=(15, 6.5), layout="constrained")
+    # Fixed margins: a layout engine would measure every cell's text in an extra draw (~0.2 s).
+    figure, axes = plt.subplots(1, 2, figsize=(13, 6.5))
+    figure.subplots_adjust(left=0.1, right=0.99, bottom=0.2, top=0.88, wspace=0.3)
     for axis, values, name, fmt in (
         (axes[0], counts, "counts", "d"),
         (axes[1], normalized, "row-normalized", ".2f"),
