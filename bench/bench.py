@@ -302,8 +302,10 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
     keras.utils.set_random_seed(0)
     model = build_model(dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
     steps_per_execution = settings.get("steps_per_execution", 32)
-    if steps_per_execution == "epoch":
-        steps_per_execution = -(-len(dataset.x_train) // 32)
+    if steps_per_execution == "epoch":  # as train sets it
+        from pipeline.train import steps_per_execution as whole_epoch
+
+        steps_per_execution = whole_epoch(len(dataset.x_train), 32)
     model.compile(
         optimizer=keras.optimizers.Adam(0.001),
         loss="sparse_categorical_crossentropy",
