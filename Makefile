@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install train test lint format bench findings ui docs clean delete-runs
+.PHONY: install train test lint format params bench findings ui docs clean delete-runs
 
 install: $(STAMP)
 
@@ -43,6 +43,9 @@ ui: install  ## mlflow ui on the default local store; e.g. make ui UI_PORT=5001
 
 docs: install  ## the README's pictures of mlflow ui (docs/*.png) from fresh runs, in headless Chromium
 	$(PYTHON) docs/screenshots.py $(ARGS)
+
+params: install  ## writes MLproject and README's parameter tables from pipeline/config.py
+	$(PYTHON) -m pipeline.project_files
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -18,7 +18,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 QUESTIONS = {
     "standard": "Standard recipe (pixels scaled to [0, 1], softmax): does the notebook's dropout "
     "beat no dropout?",
-    "seed": "The notebook's own recipe (raw 0-255 pixels, sigmoid output), re-checked",
+    "notebook": "The notebook's own recipe (raw 0-255 pixels, sigmoid output), re-checked",
 }
 
 

@@ -23,8 +23,8 @@ def layer_summary(model: keras.Model) -> list[tuple]:
 
 
 @pytest.mark.parametrize("rates", [(0.0, 0.0, 0.0), (0.5, 0.25, 0.0)])
-def test_seed_recipe_is_the_notebook_model(rates):
-    model = build_model((28, 28), 10, (100, 50, 25), rates, recipe="seed")
+def test_notebook_recipe_is_the_notebook_model(rates):
+    model = build_model((28, 28), 10, (100, 50, 25), rates, recipe="notebook")
     expected = [("flatten",), ("dense", 100, "relu")]
     expected += [("dropout", 0.5)] if rates[0] else []
     expected += [("dense", 50, "relu")]

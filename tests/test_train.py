@@ -170,7 +170,7 @@ def test_a_backend_other_than_the_imported_one_is_rejected_before_any_run(client
 
 
 def test_non_finite_loss_fails_the_run_with_a_reason(client):
-    config = TrainConfig(dataset="digits", epochs=3, recipe="seed", learning_rate=1e10)
+    config = TrainConfig(dataset="digits", epochs=3, recipe="notebook", learning_rate=1e10)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
         train(config)
     run = client.get_run(mlflow.last_active_run().info.run_id)

@@ -1,0 +1,303 @@
+"""How parameters are declared, parsed and validated, after scikit-learn's
+`sklearn/utils/_param_validation.py`: constraints check a value, describe themselves
+(`str(constraint)` completes "The 'x' parameter of train must be ...") and make invalid values
+for tests; `Param` declares a config field, `Rule` a check across fields, and `Config` parses
+and validates an entry point's frozen dataclass (see `pipeline.config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+class ParameterError(ValueError):
+    """A parameter value is invalid; the message is one line meant for the user."""
+
+
+def format_param(value: Any) -> str:
+    """The canonical string of a value, as MLproject, the CLI and MLflow params show it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(format_param(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:g}" if value == 0 or 1e-4 <= abs(value) < 1e6 else repr(value)
+    return str(value)
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(item) for item in text.split(",")) if text.strip() else ()
+
+
+def float_list(text: str) -> tuple[float, ...]:
+    return tuple(float(item) for item in text.split(",")) if text.strip() else ()
+
+
+def boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
+def named_lists(text: str) -> str:
+    """`name=1,2;name=3,4` in canonical spelling; ValueError when malformed."""
+    entries = [entry.split("=") for entry in text.split(";") if entry.strip()]
+    if any(len(entry) != 2 or not entry[0].strip() for entry in entries):
+        raise ValueError(text)
+    return ";".join(f"{name.strip()}={format_param(float_list(rates))}" for name, rates in entries)
+
+
+def parse_named_lists(text: str) -> list[tuple[str, tuple[float, ...]]]:
+    return [(name, float_list(values)) for name, values in (e.split("=") for e in text.split(";"))]
+
+
+PARSERS: dict[str, Callable[[str], Any]] = {  # by the field's annotation
+    "str": str,
+    "int": int,
+    "float": float,
+    "bool": boolean,
+    "tuple[int, ...]": int_list,
+    "tuple[float, ...]": float_list,
+}
+
+
+class Constraint:
+    def is_satisfied_by(self, value: Any) -> bool:
+        raise NotImplementedError
+
+    def invalid_values(self) -> list[str]:
+        """Strings that parse (or fail to parse) to values this constraint rejects."""
+        raise NotImplementedError
+
+
+class Interval(Constraint):
+    """A number of `kind` (int or float) between `left` and `right` (None: unbounded)."""
+
+    def __init__(self, kind: type, left=None, right=None, closed: str = "both"):
+        self.kind, self.left, self.right, self.closed = kind, left, right, closed
+
+    def is_satisfied_by(self, value) -> bool:
+        kinds = (int, float) if self.kind is float else int
+        if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+            return False
+        left_ok = self.left is None or (
+            value >= self.left if self.closed in ("left", "both") else value > self.left
+        )
+        right_ok = self.right is None or (
+            value <= self.right if self.closed in ("right", "both") else value < self.right
+        )
+        return left_ok and right_ok
+
+    def __str__(self) -> str:
+        left = "-inf" if self.left is None else self.left
+        right = "inf" if self.right is None else self.right
+        opening = "[" if self.closed in ("left", "both") and self.left is not None else "("
+        closing = "]" if self.closed in ("right", "both") and self.right is not None else ")"
+        kind = "an int" if self.kind is int else "a float"
+        return f"{kind} in the range {opening}{left}, {right}{closing}"
+
+    def invalid_values(self) -> list[str]:
+        values = ["x", "nan"]
+        if self.kind is int:
+            values.append("1.5")
+        if self.left is not None:
+            values.append(str(self.left if self.closed in ("right", "neither") else self.left - 1))
+        if self.right is not None:
+            values.append(str(self.right if self.closed in ("left", "neither") else self.right + 1))
+        return values
+
+
+class Options(Constraint):
+    def __init__(self, options: Sequence[str]):
+        self.options = tuple(options)
+
+    def is_satisfied_by(self, value) -> bool:
+        return value in self.options
+
+    def __str__(self) -> str:
+        return f"one of {self.options}"
+
+    def invalid_values(self) -> list[str]:
+        return ["no-such-option"]
+
+
+class Pattern(Constraint):
+    """A string that fully matches `regex`; `description` says it in words."""
+
+    def __init__(self, regex: str, description: str, invalid: Sequence[str]):
+        self.regex, self.description, self.invalid = re.compile(regex), description, invalid
+
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, str) and self.regex.fullmatch(value) is not None
+
+    def __str__(self) -> str:
+        return self.description
+
+    def invalid_values(self) -> list[str]:
+        return list(self.invalid)
+
+
+class Stripped(Pattern):
+    """Any text without leading or trailing blanks (names: of a study, a run)."""
+
+    def __init__(self):
+        super().__init__(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
+
+    def invalid_values(self) -> list[str]:
+        return []  # parsing strips every value: a padded name arrives trimmed
+
+
+class NamedLists(Constraint):
+    """Two or more `name=v,v,v` separated by ';', unique names, each value satisfying `item`."""
+
+    def __init__(self, item: Interval):
+        self.item = item
+
+    def is_satisfied_by(self, value) -> bool:
+        named = parse_named_lists(value)
+        names = [name for name, _ in named]
+        return (
+            len(names) >= 2
+            and len(set(names)) == len(names)
+            and all(re.fullmatch(r"[\w.-]+", name) for name in names)  # names become metric keys
+            and all(ListOf(self.item).is_satisfied_by(values) for _, values in named)
+        )
+
+    def __str__(self) -> str:
+        return (
+            "two or more 'name=values' separated by ';', with unique names (letters, digits, "
+            f"_ . -) and values {str(self.item).split(' ', 2)[2]}"
+        )
+
+    def invalid_values(self) -> list[str]:
+        bad = self.item.invalid_values()[-1]
+        return ["only=0,0,0", "a=0,0,0;a=0,0,0", f"a=0,0,0;b={bad},0,0", "a=0,0,0;b"]
+
+
+class Boolean(Constraint):
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, bool)
+
+    def __str__(self) -> str:
+        return "true or false"
+
+    def invalid_values(self) -> list[str]:
+        return ["maybe"]
+
+
+class AnyText(Constraint):
+    def is_satisfied_by(self, value) -> bool:
+        return isinstance(value, str)
+
+    def __str__(self) -> str:
+        return "a string"
+
+    def invalid_values(self) -> list[str]:
+        return []
+
+
+class ExistingDir(Constraint):
+    def is_satisfied_by(self, value) -> bool:
+        return value == "" or os.path.isdir(value)
+
+    def __str__(self) -> str:
+        return "empty or an existing folder with IDX (.gz or raw) or .npz files"
+
+    def invalid_values(self) -> list[str]:
+        return ["/no/such/folder"]
+
+
+class ListOf(Constraint):
+    """A non-empty comma-separated list whose items each satisfy `item`."""
+
+    def __init__(self, item: Interval):
+        self.item = item
+
+    def is_satisfied_by(self, value) -> bool:
+        return len(value) > 0 and all(self.item.is_satisfied_by(element) for element in value)
+
+    def __str__(self) -> str:
+        kind = "ints" if self.item.kind is int else "floats"
+        return f"a comma-separated list of {kind} {str(self.item).split(' ', 2)[2]}"
+
+    def invalid_values(self) -> list[str]:
+        return ["", *(f"{value},{value}" for value in self.item.invalid_values())]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter's default, constraint and help; `field()` declares it in a config."""
+
+    default: Any
+    constraint: Constraint
+    help: str
+    parse: Callable[[str], Any] | None = None  # None: by the field's type (PARSERS)
+
+    def field(self, **changes):
+        spec = dataclasses.replace(self, **changes)
+        metadata = {"constraint": spec.constraint, "help": spec.help, "parse": spec.parse}
+        return dataclasses.field(default=spec.default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check across fields; a failure is reported on `name` as "must be <must_be>"."""
+
+    name: str
+    must_be: str
+    holds: Callable[[Any], bool]
+
+
+@dataclass(frozen=True)
+class Config:
+    """Parsing and validation shared by the entry-point configs."""
+
+    ENTRY_POINT: ClassVar[str] = ""
+    RULES: ClassVar[tuple[Rule, ...]] = ()
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not field.metadata["constraint"].is_satisfied_by(value):
+                raise self.invalid(field.name, field.metadata["constraint"], format_param(value))
+        for rule in self.RULES:
+            if not rule.holds(self):
+                raise self.invalid(rule.name, rule.must_be, format_param(getattr(self, rule.name)))
+
+    @classmethod
+    def invalid(cls, name: str, must_be: Any, got: str) -> ParameterError:
+        """The error for a bad value, also one that fails against the world (an unknown run)."""
+        return ParameterError(
+            f"The '{name}' parameter of {cls.ENTRY_POINT} must be {must_be}. Got {got!r} instead."
+        )
+
+    @classmethod
+    def from_strings(cls, raw: dict[str, str]):
+        """Build from string values (CLI / MLproject); unknown names are an error."""
+        fields = {field.name: field for field in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise ParameterError(f"{cls.ENTRY_POINT} has no parameter {unknown[0]!r}.")
+        values = {}
+        for name, text in raw.items():
+            try:
+                parse = fields[name].metadata["parse"] or PARSERS[fields[name].type]
+                values[name] = parse(str(text).strip())
+            except ValueError:
+                raise cls.invalid(name, fields[name].metadata["constraint"], str(text)) from None
+        return cls(**values)
+
+    @classmethod
+    def defaults(cls) -> dict[str, str]:
+        return {field.name: format_param(field.default) for field in dataclasses.fields(cls)}
+
+    def to_params(self) -> dict[str, str]:
+        return {name: format_param(value) for name, value in dataclasses.asdict(self).items()}
