@@ -217,7 +217,7 @@ def log_results(config: StudyConfig, results: list[SeedResult]) -> str:
 
 def study(config: StudyConfig) -> str:
     """Run (or continue) the study; returns the plain-words answer."""
-    experiment = f"dropout-mlp-{config.dataset}"
+    experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
     datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}

@@ -25,6 +25,11 @@ from mlflow.models import infer_signature
 FAILURE_TAG = "failure_reason"
 
 
+def experiment_name(dataset: str) -> str:
+    """The default experiment of a dataset's runs (train, tune, study, evaluate)."""
+    return f"dropout-mlp-{dataset}"
+
+
 def _experiment_id(default_name: str) -> str | None:
     """Our default experiment, unless MLflow's usual env vars name one (`mlflow run
     --experiment-name` sets them too). Not `mlflow.set_experiment`: it exports the id to the env."""

@@ -432,7 +432,7 @@ def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
     fail_dead_trials(study, storage)
     known_parent = None if created else wait_for_parent_run(study)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
-    experiment = f"dropout-mlp-{config.dataset}"
+    experiment = tracking.experiment_name(config.dataset)
     with tracking.run(config.name, experiment, tags, resume_run_id=known_parent) as parent_run_id:
         if known_parent is None:
             study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
