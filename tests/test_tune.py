@@ -1,6 +1,8 @@
 """Optuna studies on real digits data: parent/child runs, pruning, resume after kill -9."""
 
+import os
 import signal
+import socket
 import subprocess
 
 import mlflow
@@ -12,6 +14,7 @@ from conftest import assert_rejected, pipeline_command, running_runs
 from pipeline import tracking
 from pipeline.config import PRUNERS, TuneConfig
 from pipeline.tune import create_pruner, suggest_train_config, tune
+from pipeline.workers import is_alive, is_surplus, worker_id
 
 TINY = dict(dataset="digits", epochs=3, n_trials=6, pruner_startup_trials=1, seed=0)
 PLOTS = {"optimization_history", "parallel_coordinate", "slice", "param_importances"}
@@ -170,6 +173,23 @@ def test_search_space_covers_each_layer_and_optionally_the_learning_rate():
     assert train_config.dropout_rates == (0.3, 0.0, 0.5)
     assert train_config.learning_rate == 3e-3
     assert train_config.dataset == "digits" and train_config.epochs == config.epochs
+
+
+def test_a_dead_process_on_this_host_is_not_alive():
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    assert is_alive(worker_id()) and os.getpid() == int(worker_id().rpartition(":")[2])
+    assert not is_alive(f"{socket.gethostname()}:{finished.pid}")
+    assert is_alive(f"another-host:{finished.pid}")  # cannot tell: assumed alive
+
+
+def test_of_two_trials_started_together_only_the_first_runs_the_last_trial():
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask(), 0.5)
+    first, second = study.ask(), study.ask()
+    assert not is_surplus(study, first.number, n_trials=2)
+    assert is_surplus(study, second.number, n_trials=2)  # 1 finished + the first running
+    assert not is_surplus(study, second.number, n_trials=3)
 
 
 def epochs_before_stop(pruner: str, epochs: int = 9, trials: int = 30) -> list[int]:
