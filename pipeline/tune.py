@@ -7,27 +7,29 @@ the same `study_name` again resumes it: finished trials are kept, a trial whose 
 marked FAIL and retried, and the study stops at exactly `n_trials` finished trials.
 
 Several workers can run one study on an RDB storage (see `workers`); the last worker to
-finish logs the study's results.
+finish logs the study's results (see `tune_results`) and registers the best model.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
-import matplotlib.pyplot as plt
-import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from pipeline import statistics, tracking
+from pipeline import tracking
 from pipeline.config import CHAMPION_ALIAS, TrainConfig, TuneConfig, format_param
 from pipeline.data import Dataset, load_dataset
 from pipeline.train import TrainingDiverged, train
+from pipeline.tune_results import (
+    best_rates,
+    compare_on_fresh_seeds,
+    describe_final,
+    epochs_spent,
+    log_study_results,
+)
 from pipeline.workers import (
     FINISHED,
     PARENT_RUN_ATTR,
-    SURPLUS_ATTR,
     SurplusTrial,
     claim_trial,
     count_finished,
@@ -123,129 +125,6 @@ def objective(trial: optuna.Trial, config: TuneConfig, dataset: Dataset, parent_
     return value
 
 
-def epochs_spent(study: optuna.Study, epochs: int) -> dict[str, float]:
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
-    trained = sum(len(trial.intermediate_values) for trial in trials)
-    failed = [
-        trial
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if not trial.user_attrs.get(SURPLUS_ATTR)
-    ]
-    return {
-        "n_finished_trials": len(trials),
-        "n_pruned_trials": len(pruned),
-        "n_failed_trials": len(failed),
-        "epochs_trained": trained,
-        "epochs_saved_by_pruning": len(trials) * epochs - trained,
-    }
-
-
-def best_rates(study: optuna.Study, layers: int) -> tuple[float, ...]:
-    return tuple(study.best_params[f"dropout_rate_{layer}"] for layer in range(layers))
-
-
-def _log_plots(study: optuna.Study):
-    """Optuna's own visualizations (matplotlib backend), as png artifacts of the parent."""
-    from optuna.visualization import matplotlib as optuna_plots
-
-    plots = {
-        "optimization_history": optuna_plots.plot_optimization_history,
-        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
-        "slice": optuna_plots.plot_slice,
-        "param_importances": optuna_plots.plot_param_importances,
-        "intermediate_values": optuna_plots.plot_intermediate_values,
-    }
-    for name, plot in plots.items():
-        try:
-            axes = plot(study)
-        except (ValueError, RuntimeError) as error:  # e.g. importances need 2+ complete trials
-            print(f"skipped plot {name}: {error}")
-            continue
-        figure = np.ravel(axes)[0].get_figure()
-        figure.set_size_inches(10, 6)
-        tracking.log_figure(figure, f"plots/{name}.png")
-    plt.close("all")
-
-
-def log_study_results(study: optuna.Study, config: TuneConfig):
-    frame = study.trials_dataframe(
-        attrs=("number", "value", "params", "state", "duration", "user_attrs")
-    )
-    frame["duration_seconds"] = frame.pop("duration").dt.total_seconds()
-    tracking.log_text(frame.to_csv(index=False), "trials.csv")
-    tracking.log_metrics(epochs_spent(study, config.epochs))
-    _log_plots(study)
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return
-    rates = best_rates(study, len(config.hidden_units))
-    best = {"best_val_accuracy": study.best_value, "best_trial_number": study.best_trial.number}
-    best.update({f"best_dropout_rate_{layer}": rate for layer, rate in enumerate(rates)})
-    if config.search_learning_rate:
-        best["best_learning_rate"] = study.best_params["learning_rate"]
-    tracking.log_metrics(best)
-    tracking.set_tags({"best_dropout_rates": format_param(rates)})
-
-
-def notebook_configs(config: TuneConfig, study: optuna.Study) -> dict[str, TrainConfig]:
-    """The tuned config next to the notebook's two (padded/cut to the number of layers)."""
-    layers = len(config.hidden_units)
-    notebook_dropout = ((0.5, 0.25) + (0.0,) * layers)[:layers]
-    best_learning_rate = study.best_params.get("learning_rate", config.learning_rate)
-    return {
-        "tuned": config.train_config(
-            dropout_rates=best_rates(study, layers), learning_rate=best_learning_rate
-        ),
-        "no_dropout": config.train_config(dropout_rates=(0.0,) * layers),
-        "notebook_dropout": config.train_config(dropout_rates=notebook_dropout),
-    }
-
-
-def _final_run(
-    train_config: TrainConfig, name: str, study_name: str, parent_run_id: str
-) -> dict[str, float]:
-    """One fresh-seed run on the test set, reused if the parent already has it FINISHED."""
-    tags = {"study": study_name, "final_config": name, "seed": str(train_config.seed)}
-    for run in tracking.child_runs(parent_run_id, tags):
-        if run.info.status == "FINISHED":
-            return run.data.metrics
-    result = train(train_config, parent_run_id=parent_run_id, tags={"entry_point": "tune", **tags})
-    return result.test_metrics
-
-
-def compare_on_fresh_seeds(config: TuneConfig, study: optuna.Study, parent_run_id: str):
-    """Retrain the tuned and the notebook's configs on seeds the search never saw; log
-    mean and 95% CI of test accuracy and macro F1 per config."""
-    seeds = [config.seed + 1 + offset for offset in range(config.final_seeds)]
-    rows = []
-    for name, train_config in notebook_configs(config, study).items():
-        results = [
-            _final_run(
-                dataclasses.replace(train_config, seed=seed), name, config.name, parent_run_id
-            )
-            for seed in seeds
-        ]
-        row = {"config": name, "dropout_rates": format_param(train_config.dropout_rates)}
-        for metric in ("test_accuracy", "test_macro_f1"):
-            mean, low, high = statistics.mean_confidence_interval(
-                [result[metric] for result in results]
-            )
-            row.update(
-                {f"{metric}_mean": mean, f"{metric}_ci95_low": low, f"{metric}_ci95_high": high}
-            )
-            tracking.log_metrics(
-                {
-                    f"final_{name}_{metric}_mean": mean,
-                    f"final_{name}_{metric}_ci95_low": low,
-                    f"final_{name}_{metric}_ci95_high": high,
-                }
-            )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    tracking.log_text(table.to_csv(index=False), "final_comparison.csv")
-    return table
-
-
 def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: str) -> int:
     """Register the best config's model as `register_as` with alias `champion`: the tuned run of
     the first fresh seed, or without fresh seeds the best trial's run. Returns the version."""
@@ -261,8 +140,11 @@ def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: 
     return version
 
 
-def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | None) -> str:
-    """A few lines for the parent run's description and `summary.md`."""
+def summarize(
+    study: optuna.Study, config: TuneConfig, final: tuple[pd.DataFrame, pd.DataFrame] | None
+) -> str:
+    """A few lines for the parent run's description and `summary.md`; `final`: the fresh-seed
+    summary and comparisons."""
     spent = epochs_spent(study, config.epochs)
     lines = [
         f"**Optuna study `{config.name}`** on {config.dataset} ({config.recipe} recipe): "
@@ -277,8 +159,7 @@ def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | Non
             f"(trial {study.best_trial.number})."
         )
     if final is not None:
-        lines.append(f"\nTest set, retrained on {config.final_seeds} fresh seeds (mean, 95% CI):\n")
-        lines.append(final.to_markdown(index=False, floatfmt=".4f"))
+        lines.append("\n" + describe_final(*final, config.final_seeds))
     return "\n".join(lines)
 
 

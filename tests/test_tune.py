@@ -1,5 +1,6 @@
 """Optuna studies on real digits data: parent/child runs, pruning, resume after kill -9."""
 
+import io
 import os
 import signal
 import socket
@@ -8,6 +9,7 @@ import subprocess
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from conftest import assert_rejected, pipeline_command, running_runs
 
@@ -90,7 +92,7 @@ def test_parent_holds_results_plots_and_fresh_seed_comparison(tiny_study, client
     assert metrics["n_pruned_trials"] >= 1
     assert metrics["epochs_saved_by_pruning"] == 6 * 3 - metrics["epochs_trained"] > 0
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "final_comparison.csv", "summary.md", "plots"} <= artifacts
+    assert {"trials.csv", "final_summary.csv", "final_comparison.csv", "summary.md"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {f"plots/{name}.png" for name in PLOTS} <= plots
     trials_csv = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/trials.csv")
@@ -101,6 +103,38 @@ def test_parent_holds_results_plots_and_fresh_seed_comparison(tiny_study, client
         seeds = [r.data.tags["seed"] for r in children if r.data.tags.get("final_config") == name]
         assert sorted(seeds) == ["1", "2"]  # fresh seeds, not the search's seed 0
     assert "Best val_accuracy" in parent.data.tags["mlflow.note.content"]
+
+
+def test_fresh_seed_comparison_is_paired_by_seed_with_study_s_tests_and_verdicts(
+    tiny_study, client
+):
+    [parent], children = study_runs(client, "tiny")
+    text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/final_comparison.csv")
+    comparisons = pd.read_csv(io.StringIO(text))
+    assert set(zip(comparisons["candidate"], comparisons["reference"], strict=True)) == {
+        ("notebook_dropout", "no_dropout"),
+        ("tuned", "no_dropout"),
+        ("tuned", "notebook_dropout"),
+    }
+    assert set(comparisons["verdict"]) <= {"better", "worse", "no detectable difference"}
+    accuracy = {
+        (run.data.tags["final_config"], run.data.tags["seed"]): run.data.metrics["test_accuracy"]
+        for run in children
+        if "final_config" in run.data.tags
+    }
+    [row] = comparisons.query(
+        "candidate == 'tuned' and reference == 'no_dropout' and metric == 'test_accuracy'"
+    ).itertuples()
+    paired = np.mean([accuracy["tuned", seed] - accuracy["no_dropout", seed] for seed in "12"])
+    assert row.n_pairs == 2 and row.mean_difference == pytest.approx(paired)
+    metrics = parent.data.metrics
+    assert metrics["final_tuned_vs_no_dropout_test_accuracy_difference"] == pytest.approx(paired)
+    assert metrics["final_tuned_vs_no_dropout_test_accuracy_p_value"] == pytest.approx(
+        row.t_test_p_value
+    )
+    paragraphs = parent.data.tags["mlflow.note.content"].split("\n\n")
+    [answer] = [p for p in paragraphs if p.startswith("Does **tuned**") and "**no_dropout**" in p]
+    assert answer.endswith(f"Verdict: **{row.verdict}**.")
 
 
 def test_rerun_of_a_finished_study_trains_nothing_new(tiny_study, client):
