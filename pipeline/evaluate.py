@@ -249,7 +249,7 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
         "source_run_id": model.run_id or "",
         "baseline_run_id": config.baseline_run_id,
     }
-    with tracking.run(name, f"dropout-mlp-{dataset.name}", tags) as run_id:
+    with tracking.run(name, tracking.experiment_name(dataset.name), tags) as run_id:
         tracking.log_params(config.to_params())
         log_dataset(dataset, ("test",))
         _log_scored(scores[0], dataset, model.name)

@@ -3,22 +3,25 @@
 Each config x seed is a train run (the train code path) nested under one parent study run.
 Configs share seeds, and so the validation split and initial randomness of each seed: the
 comparison is paired. Re-running the same study reuses its parent and its FINISHED children.
+The runner and the tables take named train configs, so tune's fresh-seed comparison uses them too.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pipeline import evaluation, statistics, tracking
-from pipeline.config import StudyConfig, format_param
-from pipeline.data import load_dataset
+from pipeline.config import StudyConfig, TrainConfig, format_param
+from pipeline.data import Dataset, load_dataset
 from pipeline.train import train
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
@@ -54,24 +57,43 @@ def seed_result(name: str, seed: int, metrics: dict, history: dict) -> SeedResul
 
 
 def run_config(
-    config: StudyConfig, name: str, rates: tuple[float, ...], seed: int, dataset, parent_run_id
+    config: TrainConfig, name: str, dataset: Dataset, parent_run_id: str, tags: dict[str, str]
 ) -> SeedResult:
-    """One config x seed child run, or the FINISHED one a previous attempt left."""
-    tags = {"study": config.name, "study_config": name, "study_seed": str(seed)}
+    """One config x seed child run with these tags, or the FINISHED one a previous attempt left."""
     for run in tracking.child_runs(parent_run_id, tags):
         if run.info.status == "FINISHED":
             history = {key: tracking.metric_history(run.info.run_id, key) for key in CURVES}
-            print(f"{name} seed {seed}: reusing finished run {run.info.run_id}")
-            return seed_result(name, seed, run.data.metrics, history)
-    train_config = config.train_config(dropout_rates=rates, seed=seed)
-    result = train(train_config, dataset, parent_run_id, tags={"entry_point": "study", **tags})
-    return seed_result(name, seed, result.test_metrics, result.history)
+            print(f"{name} seed {config.seed}: reusing finished run {run.info.run_id}")
+            return seed_result(name, config.seed, run.data.metrics, history)
+    result = train(config, dataset, parent_run_id, tags=tags)
+    return seed_result(name, config.seed, result.test_metrics, result.history)
 
 
-def summary_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataFrame:
-    """Per config: mean, std and 95% t-interval of each summary metric over seeds."""
+def run_configs(
+    configs: dict[str, TrainConfig],
+    datasets: dict[int, Dataset],
+    parent_run_id: str,
+    tags: dict[str, str],
+    config_tag: str = "study_config",
+    seed_tag: str = "study_seed",
+) -> list[SeedResult]:
+    """Every config on every seed (the keys of `datasets`, each seed's split shared by every
+    config) as a child run of the parent, tagged `tags` plus its name and seed."""
+    results = []
+    for seed, dataset in datasets.items():
+        for name, config in configs.items():
+            child_tags = {**tags, config_tag: name, seed_tag: str(seed)}
+            seeded = dataclasses.replace(config, seed=seed)
+            results.append(run_config(seeded, name, dataset, parent_run_id, child_tags))
+    return results
+
+
+def summary_table(configs: dict[str, TrainConfig], results: list[SeedResult]) -> pd.DataFrame:
+    """Per config: mean, std and 95% t-interval of each summary metric over seeds (NaN std and
+    interval for one seed)."""
     rows = []
-    for name, rates in config.named_configs:
+    for name, config in configs.items():
+        rates = config.dropout_rates
         row = {"config": name, "dropout_rates": format_param(rates)}
         row["mean_rate"] = float(np.mean(rates))
         for metric in SUMMARY_METRICS:
@@ -80,7 +102,7 @@ def summary_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataFram
             row.update(
                 {
                     f"{metric}_mean": mean,
-                    f"{metric}_std": float(np.std(values, ddof=1)),
+                    f"{metric}_std": float(np.std(values, ddof=1)) if len(values) > 1 else np.nan,
                     f"{metric}_ci95_low": low,
                     f"{metric}_ci95_high": high,
                 }
@@ -89,11 +111,14 @@ def summary_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def comparison_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataFrame:
-    """Every pair of configs (the later one against the earlier), paired by seed."""
+def comparison_table(
+    names: Sequence[str], results: list[SeedResult], alpha: float, seed: int
+) -> pd.DataFrame:
+    """Every pair of configs (the later one against the earlier), paired by seed; `seed` seeds
+    the bootstrap."""
     by_config = {
         name: sorted((r for r in results if r.config == name), key=lambda r: r.seed)
-        for name, _ in config.named_configs
+        for name in names
     }
     rows = []
     for reference, candidate in itertools.combinations(by_config, 2):
@@ -101,8 +126,8 @@ def comparison_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataF
             comparison = statistics.paired_comparison(
                 [r.metrics[metric] for r in by_config[reference]],
                 [r.metrics[metric] for r in by_config[candidate]],
-                alpha=config.alpha,
-                seed=config.seed,
+                alpha=alpha,
+                seed=seed,
             )
             rows.append(
                 {"candidate": candidate, "reference": reference, "metric": metric, **comparison}
@@ -110,25 +135,22 @@ def comparison_table(config: StudyConfig, results: list[SeedResult]) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def curve_arrays(config: StudyConfig, results: list[SeedResult]) -> dict:
+def curve_arrays(names: Sequence[str], results: list[SeedResult]) -> dict:
     return {
         name: {
             key: np.array([r.history[key] for r in results if r.config == name]) for key in CURVES
         }
-        for name, _ in config.named_configs
+        for name in names
     }
 
 
-def answer(config: StudyConfig, summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    """The result in plain words, one paragraph per compared pair on test accuracy."""
+def findings(summary: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
+    """The tables in plain words: one paragraph per compared pair on test accuracy, with its
+    verdict, then the tied top scores per config."""
     rates = dict(zip(summary["config"], summary["dropout_rates"], strict=True))
     accuracy = dict(zip(summary["config"], summary["test_accuracy_mean"], strict=True))
     ties = dict(zip(summary["config"], summary["test_tied_top_fraction_mean"], strict=True))
-    paragraphs = [
-        f"**Study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {config.epochs} "
-        f"epochs, batch {config.batch_size}, {config.seeds} paired seeds "
-        f"({config.seed}…{config.seed + config.seeds - 1}), alpha {config.alpha}."
-    ]
+    paragraphs = []
     for row in comparisons[comparisons["metric"] == "test_accuracy"].itertuples():
         candidate, reference = row.candidate, row.reference
         paragraphs.append(
@@ -146,12 +168,23 @@ def answer(config: StudyConfig, summary: pd.DataFrame, comparisons: pd.DataFrame
         + ", ".join(f"{name} {100 * share:.1f}%" for name, share in ties.items())
         + "."
     )
-    if config.seeds <= 5:
+    pairs = int(comparisons["n_pairs"].iloc[0])
+    if pairs <= 5:
         paragraphs.append(
-            f"With {config.seeds} pairs the exact Wilcoxon test cannot go below "
-            f"p = {2 / 2**config.seeds:.4g}; the verdict uses the paired t-test."
+            f"With {pairs} pairs the exact Wilcoxon test cannot go below "
+            f"p = {2 / 2**pairs:.4g}; the verdict uses the paired t-test."
         )
-    return "\n\n".join(paragraphs)
+    return paragraphs
+
+
+def answer(config: StudyConfig, summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
+    """The study's result in plain words, under a line saying what was compared."""
+    heading = (
+        f"**Study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {config.epochs} "
+        f"epochs, batch {config.batch_size}, {config.seeds} paired seeds "
+        f"({config.seed}…{config.seed + config.seeds - 1}), alpha {config.alpha}."
+    )
+    return "\n\n".join([heading, *findings(summary, comparisons)])
 
 
 def figure_base64(figure) -> str:
@@ -183,53 +216,62 @@ def report_html(text: str, summary, comparisons, curves_figure) -> str:
     )
 
 
-def log_results(config: StudyConfig, results: list[SeedResult]) -> str:
-    summary = summary_table(config, results)
-    comparisons = comparison_table(config, results)
-    text = answer(config, summary, comparisons)
-    curves_figure = evaluation.learning_curve_bands_figure(
-        curve_arrays(config, results), f"{config.name}: mean ± std over {config.seeds} seeds"
-    )
-    tracking.log_text(report_html(text, summary, comparisons, curves_figure), "report.html")
-    tracking.log_figure(curves_figure, "learning_curves.png")
-    if len(config.named_configs) >= 3:
-        tracking.log_figure(evaluation.dose_response_figure(summary), "dose_response.png")
-    tracking.log_text(summary.to_csv(index=False), "summary.csv")
-    tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
-    tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")
-    tracking.log_text(report_markdown(text, summary, comparisons), "report.md")
+def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: str = ""):
+    """Per config the mean and CI of each summary metric, per pair the paired difference and
+    p-value: metrics of the active run, named `<prefix><config>_…`."""
     for row in summary.itertuples():
         tracking.log_metrics(
             {
-                f"{row.config}_{metric}_{stat}": getattr(row, f"{metric}_{stat}")
+                f"{prefix}{row.config}_{metric}_{stat}": getattr(row, f"{metric}_{stat}")
                 for metric in SUMMARY_METRICS
                 for stat in ("mean", "ci95_low", "ci95_high")
             }
         )
     for row in comparisons.itertuples():
-        prefix = f"{row.candidate}_vs_{row.reference}_{row.metric}"
+        key = f"{prefix}{row.candidate}_vs_{row.reference}_{row.metric}"
         tracking.log_metrics(
-            {f"{prefix}_difference": row.mean_difference, f"{prefix}_p_value": row.t_test_p_value}
+            {f"{key}_difference": row.mean_difference, f"{key}_p_value": row.t_test_p_value}
         )
+
+
+def log_results(
+    config: StudyConfig, configs: dict[str, TrainConfig], results: list[SeedResult]
+) -> str:
+    summary = summary_table(configs, results)
+    comparisons = comparison_table(list(configs), results, config.alpha, config.seed)
+    text = answer(config, summary, comparisons)
+    curves_figure = evaluation.learning_curve_bands_figure(
+        curve_arrays(list(configs), results), f"{config.name}: mean ± std over {config.seeds} seeds"
+    )
+    tracking.log_text(report_html(text, summary, comparisons, curves_figure), "report.html")
+    tracking.log_figure(curves_figure, "learning_curves.png")
+    if len(configs) >= 3:
+        tracking.log_figure(evaluation.dose_response_figure(summary), "dose_response.png")
+    tracking.log_text(summary.to_csv(index=False), "summary.csv")
+    tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
+    tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")
+    tracking.log_text(report_markdown(text, summary, comparisons), "report.md")
+    log_table_metrics(summary, comparisons)
     tracking.set_description(text)
     return text
 
 
 def study(config: StudyConfig) -> str:
     """Run (or continue) the study; returns the plain-words answer."""
-    experiment = f"dropout-mlp-{config.dataset}"
+    experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
     datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}
+    configs = {
+        name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
+    }
     earlier_parent = tracking.find_run(experiment, tags)
     with tracking.run(
         config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=earlier_parent
     ) as parent_run_id:
         tracking.log_params(config.to_params())
-        results = []
-        for seed, dataset in datasets.items():  # each seed's split, shared by every config
-            for name, rates in config.named_configs:
-                results.append(run_config(config, name, rates, seed, dataset, parent_run_id))
-        text = log_results(config, results)
+        child_tags = {"entry_point": "study", "study": config.name}
+        results = run_configs(configs, datasets, parent_run_id, child_tags)
+        text = log_results(config, configs, results)
     print(text)
     return text

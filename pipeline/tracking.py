@@ -27,6 +27,11 @@ FAILURE_TAG = "failure_reason"
 SYSTEM_METRICS_SECONDS = 2  # a 20-second run draws a 10-point curve; ~0.6% of one core
 
 
+def experiment_name(dataset: str) -> str:
+    """The default experiment of a dataset's runs (train, tune, study, evaluate)."""
+    return f"dropout-mlp-{dataset}"
+
+
 def _experiment_id(default_name: str) -> str | None:
     """Our default experiment, unless MLflow's usual env vars name one (`mlflow run
     --experiment-name` sets them too). Not `mlflow.set_experiment`: it exports the id to the env."""

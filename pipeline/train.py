@@ -197,7 +197,7 @@ def train(
         "data_sha256": dataset.sha256,
         **(tags or {}),
     }
-    experiment = f"dropout-mlp-{config.dataset}"
+    experiment = tracking.experiment_name(config.dataset)
     with tracking.run(config.run_name, experiment, run_tags, parent_run_id, killed_on) as run_id:
         tracking.log_params(config.to_params())
         log_dataset(dataset)

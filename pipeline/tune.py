@@ -6,112 +6,42 @@ lives in Optuna storage (a journal file beside the local tracking store by defau
 the same `study_name` again resumes it: finished trials are kept, a trial whose process died is
 marked FAIL and retried, and the study stops at exactly `n_trials` finished trials.
 
-Several workers (processes, machines) can run one study on an RDB storage (PostgreSQL): the
-worker that creates the study creates the parent run, the others wait for its id; a trial that
-would make the study overshoot `n_trials` is not run (it ends FAIL, tagged `surplus`); a dead
-worker's trial is failed by the heartbeat and retried; the last worker logs the study's results.
+Several workers can run one study on an RDB storage (see `workers`); the last worker to
+finish logs the study's results (see `tune_results`) and registers the best model.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import socket
-import time
-import warnings
-
-import matplotlib.pyplot as plt
-import numpy as np
 import optuna
 import pandas as pd
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
-from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from pipeline import statistics, tracking
-from pipeline.config import (
-    CHAMPION_ALIAS,
-    RDB_STORAGE_SCHEMES,
-    ParameterError,
-    TrainConfig,
-    TuneConfig,
-    format_param,
-)
+from pipeline import tracking
+from pipeline.config import CHAMPION_ALIAS, TrainConfig, TuneConfig, format_param
 from pipeline.data import Dataset, load_dataset
 from pipeline.train import TrainingDiverged, train
+from pipeline.tune_results import (
+    best_rates,
+    compare_on_fresh_seeds,
+    describe_final,
+    epochs_spent,
+    log_study_results,
+)
+from pipeline.workers import (
+    FINISHED,
+    PARENT_RUN_ATTR,
+    SurplusTrial,
+    claim_trial,
+    count_finished,
+    create_storage,
+    fail_dead_trials,
+    open_study,
+    wait_for_parent_run,
+)
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
-WORKER_ATTR = "worker"
-SURPLUS_ATTR = "surplus"
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
-PARENT_WAIT_SECONDS = 60
 
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial, and the bar
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def is_alive(worker: str) -> bool:
-    """Whether a trial's process still runs; a process on another host is assumed alive."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """The MLflow child run of a trial that died with its process: FAILED, not RUNNING."""
-    parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
-    if parent_run_id:
-        for run in tracking.child_runs(parent_run_id, {"trial_number": str(trial.number)}):
-            reason = "its worker process died; the Optuna trial was marked FAIL"
-            tracking.end_stale_run(run.info.run_id, reason)
-
-
-def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """RDB heartbeat callback: end the dead trial's child run and enqueue its params again."""
-    _end_trial_runs(study, trial)
-    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
-
-
-def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
-    """Workers starting together on a new database race to create Optuna's tables: the losers'
-    "duplicate key" or "relation already exists" goes away once the tables exist."""
-    for attempt in range(attempts):
-        try:
-            return RDBStorage(
-                config.storage,
-                heartbeat_interval=config.heartbeat_interval,
-                grace_period=config.grace_period,
-                heartbeat_stale_trial_callback=_retry_stale_trial,
-            )
-        except (IntegrityError, ProgrammingError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(1)
-
-
-def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if config.storage.startswith(RDB_STORAGE_SCHEMES):
-        try:
-            return open_rdb_storage(config)
-        except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
-            raise ParameterError(
-                f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
-            ) from None
-    path = config.storage.removeprefix("journal:") or str(
-        tracking.local_store_dir() / "optuna.journal"
-    )
-    return JournalStorage(JournalFileBackend(path))
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -169,25 +99,8 @@ def suggest_train_config(trial: optuna.Trial, config: TuneConfig) -> TrainConfig
     return config.train_config(dropout_rates=rates, learning_rate=learning_rate)
 
 
-class SurplusTrial(RuntimeError):
-    """The study already has n_trials trials finished or running ahead of this one."""
-
-
-def is_surplus(study: optuna.Study, trial_number: int, n_trials: int) -> bool:
-    """Whether the finished trials plus those still running with a smaller number (started
-    earlier, by any worker) make n_trials: then this trial is not needed. Counting only earlier
-    trials means that of two workers starting the last trial together, exactly one runs it."""
-    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    ahead = [trial for trial in running if trial.number < trial_number]
-    return count_finished(study) + len(ahead) >= n_trials
-
-
 def objective(trial: optuna.Trial, config: TuneConfig, dataset: Dataset, parent_run_id: str):
-    trial.set_user_attr(WORKER_ATTR, worker_id())
-    if is_surplus(trial.study, trial.number, config.n_trials):
-        trial.set_user_attr(SURPLUS_ATTR, True)
-        trial.study.stop()
-        raise SurplusTrial(f"{config.n_trials} trials are finished or running in other workers")
+    claim_trial(trial, config.n_trials)
     train_config = suggest_train_config(trial, config)
     print(f"trial {trial.number}: dropout_rates={format_param(train_config.dropout_rates)}")
 
@@ -212,182 +125,6 @@ def objective(trial: optuna.Trial, config: TuneConfig, dataset: Dataset, parent_
     return value
 
 
-def fail_interrupted_trials(study: optuna.Study):
-    """Journal storage has no heartbeat: a RUNNING trial whose process is gone (kill -9) is
-    marked FAIL, its child run FAILED, and its params are enqueued to be tried again."""
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if is_alive(trial.user_attrs.get(WORKER_ATTR, "")):
-            continue
-        study.tell(trial.number, state=TrialState.FAIL)
-        _end_trial_runs(study, trial)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        print(f"trial {trial.number} was interrupted: marked FAIL, its params queued again")
-
-
-def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage):
-    """RDB storage: trials without heartbeat for grace_period (any host) go through
-    `_retry_stale_trial`; the journal has no heartbeat: trials of dead processes on this host."""
-    if isinstance(storage, JournalStorage):
-        fail_interrupted_trials(study)
-    else:
-        optuna.storages.fail_stale_trials(study)
-
-
-def open_study(
-    config: TuneConfig, storage: optuna.storages.BaseStorage
-) -> tuple[optuna.Study, bool]:
-    """The study of this name and whether this process created it (study names are unique in
-    the storage, so of several workers starting together exactly one creates it)."""
-    options = {
-        "storage": storage,
-        "study_name": config.name,
-        "sampler": TrialSeededSampler(config.seed),
-        "pruner": create_pruner(config),
-    }
-    try:
-        return optuna.create_study(direction="maximize", **options), True
-    except optuna.exceptions.DuplicatedStudyError:
-        return optuna.load_study(**options), False
-
-
-def wait_for_parent_run(study: optuna.Study) -> str | None:
-    """The parent run id, which the study's creator stores right after creating the study;
-    None if it never comes (the creator died first): then this worker creates the parent."""
-    deadline = time.monotonic() + PARENT_WAIT_SECONDS
-    while PARENT_RUN_ATTR not in study.user_attrs:
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(0.5)
-    return study.user_attrs[PARENT_RUN_ATTR]
-
-
-def epochs_spent(study: optuna.Study, epochs: int) -> dict[str, float]:
-    trials = study.get_trials(deepcopy=False, states=FINISHED)
-    pruned = [trial for trial in trials if trial.state == TrialState.PRUNED]
-    trained = sum(len(trial.intermediate_values) for trial in trials)
-    failed = [
-        trial
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if not trial.user_attrs.get(SURPLUS_ATTR)
-    ]
-    return {
-        "n_finished_trials": len(trials),
-        "n_pruned_trials": len(pruned),
-        "n_failed_trials": len(failed),
-        "epochs_trained": trained,
-        "epochs_saved_by_pruning": len(trials) * epochs - trained,
-    }
-
-
-def best_rates(study: optuna.Study, layers: int) -> tuple[float, ...]:
-    return tuple(study.best_params[f"dropout_rate_{layer}"] for layer in range(layers))
-
-
-def _log_plots(study: optuna.Study):
-    """Optuna's own visualizations (matplotlib backend), as png artifacts of the parent."""
-    from optuna.visualization import matplotlib as optuna_plots
-
-    plots = {
-        "optimization_history": optuna_plots.plot_optimization_history,
-        "parallel_coordinate": optuna_plots.plot_parallel_coordinate,
-        "slice": optuna_plots.plot_slice,
-        "param_importances": optuna_plots.plot_param_importances,
-        "intermediate_values": optuna_plots.plot_intermediate_values,
-    }
-    for name, plot in plots.items():
-        try:
-            axes = plot(study)
-        except (ValueError, RuntimeError) as error:  # e.g. importances need 2+ complete trials
-            print(f"skipped plot {name}: {error}")
-            continue
-        figure = np.ravel(axes)[0].get_figure()
-        figure.set_size_inches(10, 6)
-        tracking.log_figure(figure, f"plots/{name}.png")
-    plt.close("all")
-
-
-def log_study_results(study: optuna.Study, config: TuneConfig):
-    frame = study.trials_dataframe(
-        attrs=("number", "value", "params", "state", "duration", "user_attrs")
-    )
-    frame["duration_seconds"] = frame.pop("duration").dt.total_seconds()
-    tracking.log_text(frame.to_csv(index=False), "trials.csv")
-    tracking.log_metrics(epochs_spent(study, config.epochs))
-    _log_plots(study)
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return
-    rates = best_rates(study, len(config.hidden_units))
-    best = {"best_val_accuracy": study.best_value, "best_trial_number": study.best_trial.number}
-    best.update({f"best_dropout_rate_{layer}": rate for layer, rate in enumerate(rates)})
-    if config.search_learning_rate:
-        best["best_learning_rate"] = study.best_params["learning_rate"]
-    tracking.log_metrics(best)
-    tracking.set_tags({"best_dropout_rates": format_param(rates)})
-
-
-def notebook_configs(config: TuneConfig, study: optuna.Study) -> dict[str, TrainConfig]:
-    """The tuned config next to the notebook's two (padded/cut to the number of layers)."""
-    layers = len(config.hidden_units)
-    notebook_dropout = ((0.5, 0.25) + (0.0,) * layers)[:layers]
-    best_learning_rate = study.best_params.get("learning_rate", config.learning_rate)
-    return {
-        "tuned": config.train_config(
-            dropout_rates=best_rates(study, layers), learning_rate=best_learning_rate
-        ),
-        "no_dropout": config.train_config(dropout_rates=(0.0,) * layers),
-        "notebook_dropout": config.train_config(dropout_rates=notebook_dropout),
-    }
-
-
-def _final_run(
-    train_config: TrainConfig, name: str, study_name: str, parent_run_id: str
-) -> dict[str, float]:
-    """One fresh-seed run on the test set, reused if the parent already has it FINISHED."""
-    tags = {"study": study_name, "final_config": name, "seed": str(train_config.seed)}
-    for run in tracking.child_runs(parent_run_id, tags):
-        if run.info.status == "FINISHED":
-            return run.data.metrics
-    result = train(train_config, parent_run_id=parent_run_id, tags={"entry_point": "tune", **tags})
-    return result.test_metrics
-
-
-def compare_on_fresh_seeds(config: TuneConfig, study: optuna.Study, parent_run_id: str):
-    """Retrain the tuned and the notebook's configs on seeds the search never saw; log
-    mean and 95% CI of test accuracy and macro F1 per config."""
-    seeds = [config.seed + 1 + offset for offset in range(config.final_seeds)]
-    rows = []
-    for name, train_config in notebook_configs(config, study).items():
-        results = [
-            _final_run(
-                dataclasses.replace(train_config, seed=seed), name, config.name, parent_run_id
-            )
-            for seed in seeds
-        ]
-        row = {"config": name, "dropout_rates": format_param(train_config.dropout_rates)}
-        for metric in ("test_accuracy", "test_macro_f1"):
-            mean, low, high = statistics.mean_confidence_interval(
-                [result[metric] for result in results]
-            )
-            row.update(
-                {f"{metric}_mean": mean, f"{metric}_ci95_low": low, f"{metric}_ci95_high": high}
-            )
-            tracking.log_metrics(
-                {
-                    f"final_{name}_{metric}_mean": mean,
-                    f"final_{name}_{metric}_ci95_low": low,
-                    f"final_{name}_{metric}_ci95_high": high,
-                }
-            )
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    tracking.log_text(table.to_csv(index=False), "final_comparison.csv")
-    return table
-
-
 def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: str) -> int:
     """Register the best config's model as `register_as` with alias `champion`: the tuned run of
     the first fresh seed, or without fresh seeds the best trial's run. Returns the version."""
@@ -403,8 +140,11 @@ def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: 
     return version
 
 
-def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | None) -> str:
-    """A few lines for the parent run's description and `summary.md`."""
+def summarize(
+    study: optuna.Study, config: TuneConfig, final: tuple[pd.DataFrame, pd.DataFrame] | None
+) -> str:
+    """A few lines for the parent run's description and `summary.md`; `final`: the fresh-seed
+    summary and comparisons."""
     spent = epochs_spent(study, config.epochs)
     lines = [
         f"**Optuna study `{config.name}`** on {config.dataset} ({config.recipe} recipe): "
@@ -419,8 +159,7 @@ def summarize(study: optuna.Study, config: TuneConfig, final: pd.DataFrame | Non
             f"(trial {study.best_trial.number})."
         )
     if final is not None:
-        lines.append(f"\nTest set, retrained on {config.final_seeds} fresh seeds (mean, 95% CI):\n")
-        lines.append(final.to_markdown(index=False, floatfmt=".4f"))
+        lines.append("\n" + describe_final(*final, config.final_seeds))
     return "\n".join(lines)
 
 
@@ -428,11 +167,12 @@ def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
     dataset = dataset or load_dataset(config)
     storage = create_storage(config)
-    study, created = open_study(config, storage)
+    sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
+    study, created = open_study(storage, config.name, sampler, pruner)
     fail_dead_trials(study, storage)
     known_parent = None if created else wait_for_parent_run(study)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
-    experiment = f"dropout-mlp-{config.dataset}"
+    experiment = tracking.experiment_name(config.dataset)
     with tracking.run(config.name, experiment, tags, resume_run_id=known_parent) as parent_run_id:
         if known_parent is None:
             study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)

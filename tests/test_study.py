@@ -6,9 +6,9 @@ import pytest
 from conftest import assert_rejected
 from scipy import stats
 
-from pipeline.config import StudyConfig
+from pipeline.config import StudyConfig, TrainConfig
 from pipeline.statistics import mean_confidence_interval, paired_comparison
-from pipeline.study import study
+from pipeline.study import SUMMARY_METRICS, SeedResult, comparison_table, study, summary_table
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")
 REPORTS = {
@@ -54,6 +54,29 @@ def test_mean_confidence_interval_is_the_t_interval():
     mean, low, high = mean_confidence_interval(values)
     expected = stats.t.interval(0.95, 2, loc=np.mean(values), scale=stats.sem(values))
     assert mean == pytest.approx(0.85) and (low, high) == pytest.approx(expected)
+
+
+def test_tables_take_named_train_configs_and_pair_by_seed():
+    configs = {
+        "base": TrainConfig(dataset="digits", dropout_rates=(0.0, 0.0, 0.0)),
+        "drop": TrainConfig(dataset="digits", dropout_rates=(0.5, 0.25, 0.0)),
+    }
+    base = {0: 0.80, 1: 0.90, 2: 0.85}
+    gain = {0: 0.01, 1: 0.02, 2: 0.015}  # small next to the spread across seeds
+
+    def result(name: str, seed: int, accuracy: float) -> SeedResult:
+        return SeedResult(name, seed, dict.fromkeys(SUMMARY_METRICS, accuracy), {})
+
+    results = [result("drop", seed, base[seed] + gain[seed]) for seed in (2, 0, 1)]
+    results += [result("base", seed, accuracy) for seed, accuracy in base.items()]
+    summary = summary_table(configs, results)
+    assert list(summary["config"]) == ["base", "drop"]
+    assert list(summary["dropout_rates"]) == ["0,0,0", "0.5,0.25,0"]
+    assert summary["test_accuracy_mean"][0] == pytest.approx(0.85)
+    comparisons = comparison_table(list(configs), results, alpha=0.05, seed=0)
+    [row] = comparisons[comparisons["metric"] == "test_accuracy"].itertuples()
+    assert (row.candidate, row.reference, row.n_pairs) == ("drop", "base", 3)
+    assert row.mean_difference == pytest.approx(0.015) and row.verdict == "better"
 
 
 @pytest.fixture(scope="module")

@@ -1,17 +1,22 @@
 """Optuna studies on real digits data: parent/child runs, pruning, resume after kill -9."""
 
+import io
+import os
 import signal
+import socket
 import subprocess
 
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from conftest import assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
 from pipeline.config import PRUNERS, TuneConfig
 from pipeline.tune import create_pruner, suggest_train_config, tune
+from pipeline.workers import is_alive, is_surplus, worker_id
 
 TINY = dict(dataset="digits", epochs=3, n_trials=6, pruner_startup_trials=1, seed=0)
 PLOTS = {"optimization_history", "parallel_coordinate", "slice", "param_importances"}
@@ -87,7 +92,7 @@ def test_parent_holds_results_plots_and_fresh_seed_comparison(tiny_study, client
     assert metrics["n_pruned_trials"] >= 1
     assert metrics["epochs_saved_by_pruning"] == 6 * 3 - metrics["epochs_trained"] > 0
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "final_comparison.csv", "summary.md", "plots"} <= artifacts
+    assert {"trials.csv", "final_summary.csv", "final_comparison.csv", "summary.md"} <= artifacts
     plots = {a.path for a in client.list_artifacts(parent.info.run_id, "plots")}
     assert {f"plots/{name}.png" for name in PLOTS} <= plots
     trials_csv = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/trials.csv")
@@ -98,6 +103,38 @@ def test_parent_holds_results_plots_and_fresh_seed_comparison(tiny_study, client
         seeds = [r.data.tags["seed"] for r in children if r.data.tags.get("final_config") == name]
         assert sorted(seeds) == ["1", "2"]  # fresh seeds, not the search's seed 0
     assert "Best val_accuracy" in parent.data.tags["mlflow.note.content"]
+
+
+def test_fresh_seed_comparison_is_paired_by_seed_with_study_s_tests_and_verdicts(
+    tiny_study, client
+):
+    [parent], children = study_runs(client, "tiny")
+    text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/final_comparison.csv")
+    comparisons = pd.read_csv(io.StringIO(text))
+    assert set(zip(comparisons["candidate"], comparisons["reference"], strict=True)) == {
+        ("notebook_dropout", "no_dropout"),
+        ("tuned", "no_dropout"),
+        ("tuned", "notebook_dropout"),
+    }
+    assert set(comparisons["verdict"]) <= {"better", "worse", "no detectable difference"}
+    accuracy = {
+        (run.data.tags["final_config"], run.data.tags["seed"]): run.data.metrics["test_accuracy"]
+        for run in children
+        if "final_config" in run.data.tags
+    }
+    [row] = comparisons.query(
+        "candidate == 'tuned' and reference == 'no_dropout' and metric == 'test_accuracy'"
+    ).itertuples()
+    paired = np.mean([accuracy["tuned", seed] - accuracy["no_dropout", seed] for seed in "12"])
+    assert row.n_pairs == 2 and row.mean_difference == pytest.approx(paired)
+    metrics = parent.data.metrics
+    assert metrics["final_tuned_vs_no_dropout_test_accuracy_difference"] == pytest.approx(paired)
+    assert metrics["final_tuned_vs_no_dropout_test_accuracy_p_value"] == pytest.approx(
+        row.t_test_p_value
+    )
+    paragraphs = parent.data.tags["mlflow.note.content"].split("\n\n")
+    [answer] = [p for p in paragraphs if p.startswith("Does **tuned**") and "**no_dropout**" in p]
+    assert answer.endswith(f"Verdict: **{row.verdict}**.")
 
 
 def test_rerun_of_a_finished_study_trains_nothing_new(tiny_study, client):
@@ -170,6 +207,23 @@ def test_search_space_covers_each_layer_and_optionally_the_learning_rate():
     assert train_config.dropout_rates == (0.3, 0.0, 0.5)
     assert train_config.learning_rate == 3e-3
     assert train_config.dataset == "digits" and train_config.epochs == config.epochs
+
+
+def test_a_dead_process_on_this_host_is_not_alive():
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    assert is_alive(worker_id()) and os.getpid() == int(worker_id().rpartition(":")[2])
+    assert not is_alive(f"{socket.gethostname()}:{finished.pid}")
+    assert is_alive(f"another-host:{finished.pid}")  # cannot tell: assumed alive
+
+
+def test_of_two_trials_started_together_only_the_first_runs_the_last_trial():
+    study = optuna.create_study(direction="maximize")
+    study.tell(study.ask(), 0.5)
+    first, second = study.ask(), study.ask()
+    assert not is_surplus(study, first.number, n_trials=2)
+    assert is_surplus(study, second.number, n_trials=2)  # 1 finished + the first running
+    assert not is_surplus(study, second.number, n_trials=3)
 
 
 def epochs_before_stop(pruner: str, epochs: int = 9, trials: int = 30) -> list[int]:

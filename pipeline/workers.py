@@ -1,0 +1,169 @@
+"""Workers of one Optuna study and their shared storage: who runs a trial, whether it still
+lives, which trials are surplus or dead, opening the storage and the study, and the parent run.
+
+Several workers (processes, machines) can run one study on an RDB storage (PostgreSQL): the
+worker that creates the study creates the parent run, the others wait for its id; a trial that
+would make the study overshoot `n_trials` is not run (it ends FAIL, tagged `surplus`); a dead
+worker's trial is failed by the heartbeat (RDB) or on the next start (journal) and retried.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import warnings
+
+import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+from pipeline import tracking
+from pipeline.config import RDB_STORAGE_SCHEMES, ParameterError, TuneConfig
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+WORKER_ATTR = "worker"
+SURPLUS_ATTR = "surplus"
+PARENT_WAIT_SECONDS = 60
+
+# heartbeats, their stale-trial callback and the journal backend are experimental Optuna APIs
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_alive(worker: str) -> bool:
+    """Whether a trial's process still runs; a process on another host is assumed alive."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
+    """The MLflow child run of a trial that died with its process: FAILED, not RUNNING."""
+    parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent_run_id:
+        for run in tracking.child_runs(parent_run_id, {"trial_number": str(trial.number)}):
+            reason = "its worker process died; the Optuna trial was marked FAIL"
+            tracking.end_stale_run(run.info.run_id, reason)
+
+
+def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
+    """RDB heartbeat callback: end the dead trial's child run and enqueue its params again."""
+    _end_trial_runs(study, trial)
+    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+
+
+def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
+    """Workers starting together on a new database race to create Optuna's tables: the losers'
+    "duplicate key" or "relation already exists" goes away once the tables exist."""
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(
+                config.storage,
+                heartbeat_interval=config.heartbeat_interval,
+                grace_period=config.grace_period,
+                heartbeat_stale_trial_callback=_retry_stale_trial,
+            )
+        except (IntegrityError, ProgrammingError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1)
+
+
+def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
+    if config.storage.startswith(RDB_STORAGE_SCHEMES):
+        try:
+            return open_rdb_storage(config)
+        except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
+            raise ParameterError(
+                f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
+            ) from None
+    path = config.storage.removeprefix("journal:") or str(
+        tracking.local_store_dir() / "optuna.journal"
+    )
+    return JournalStorage(JournalFileBackend(path))
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> tuple[optuna.Study, bool]:
+    """The study of this name and whether this process created it (study names are unique in
+    the storage, so of several workers starting together exactly one creates it)."""
+    options = {"storage": storage, "study_name": name, "sampler": sampler, "pruner": pruner}
+    try:
+        return optuna.create_study(direction="maximize", **options), True
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(**options), False
+
+
+def wait_for_parent_run(study: optuna.Study) -> str | None:
+    """The parent run id, which the study's creator stores right after creating the study;
+    None if it never comes (the creator died first): then this worker creates the parent."""
+    deadline = time.monotonic() + PARENT_WAIT_SECONDS
+    while PARENT_RUN_ATTR not in study.user_attrs:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.5)
+    return study.user_attrs[PARENT_RUN_ATTR]
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+class SurplusTrial(RuntimeError):
+    """The study already has n_trials trials finished or running ahead of this one."""
+
+
+def is_surplus(study: optuna.Study, trial_number: int, n_trials: int) -> bool:
+    """Whether the finished trials plus those still running with a smaller number (started
+    earlier, by any worker) make n_trials: then this trial is not needed. Counting only earlier
+    trials means that of two workers starting the last trial together, exactly one runs it."""
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    ahead = [trial for trial in running if trial.number < trial_number]
+    return count_finished(study) + len(ahead) >= n_trials
+
+
+def claim_trial(trial: optuna.Trial, n_trials: int):
+    """Record this worker on the trial; raise SurplusTrial (and stop this worker's loop) when
+    the study needs no more trials."""
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    if is_surplus(trial.study, trial.number, n_trials):
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        trial.study.stop()
+        raise SurplusTrial(f"{n_trials} trials are finished or running in other workers")
+
+
+def fail_interrupted_trials(study: optuna.Study):
+    """Journal storage has no heartbeat: a RUNNING trial whose process is gone (kill -9) is
+    marked FAIL, its child run FAILED, and its params are enqueued to be tried again."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if is_alive(trial.user_attrs.get(WORKER_ATTR, "")):
+            continue
+        study.tell(trial.number, state=TrialState.FAIL)
+        _end_trial_runs(study, trial)
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        print(f"trial {trial.number} was interrupted: marked FAIL, its params queued again")
+
+
+def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage):
+    """RDB storage: trials without heartbeat for grace_period (any host) go through
+    `_retry_stale_trial`; the journal has no heartbeat: trials of dead processes on this host."""
+    if isinstance(storage, JournalStorage):
+        fail_interrupted_trials(study)
+    else:
+        optuna.storages.fail_stale_trials(study)
