@@ -1,10 +1,7 @@
-"""Parameters of every entry point: names, defaults, parsing and validation, declared once.
-
-Each entry point has one frozen dataclass. A field's type says how to parse it from the string
-that MLproject / the CLI pass; its constraint (`pipeline.validation`) checks the value and says
-what a valid one is; rules between fields are in each class's RULES. `cli.py`, `MLproject` and
-the README's parameter tables are generated from these fields (`make params`; a contract test
-catches drift), and MLflow params carry exactly these names.
+"""Parameters of every entry point, declared once: one frozen dataclass per entry point whose
+fields parse by their type, check by their constraint (`pipeline.validation`) and by the class's
+RULES across fields. The CLI, MLproject and README tables are generated from them (`make params`);
+MLflow params carry exactly these names.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from pipeline.validation import (
-    AnyText,
     Boolean,
     Config,
     ExistingDir,
@@ -26,7 +22,6 @@ from pipeline.validation import (
     ParameterError,
     Pattern,
     Rule,
-    Stripped,
     format_param,
     named_lists,
     parse_named_lists,
@@ -44,11 +39,9 @@ RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage U
 # Seeds derived from `seed` (seed + trial number, seed + k) stay below numpy's 2**32.
 SEED_MAX = 2**31 - 1
 RATE = Interval(float, 0, 1, closed="left")
-
-
-def experiment_name(dataset: str) -> str:
-    """The MLflow experiment of a dataset's runs, unless the user names another."""
-    return f"dropout-mlp-{dataset}"
+ANY_TEXT = Pattern(r"(?s).*", "any text", [])
+# parsing strips every value, so a padded name arrives trimmed: no invalid value to make
+STRIPPED = Pattern(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
 
 
 # Parameters that several entry points share.
@@ -66,7 +59,7 @@ DATA_DIR = Param(
 )
 SEED = Param(0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split")
 ALPHA = Param(0.05, Interval(float, 0, 0.5, closed="neither"), "significance level of verdicts")
-STUDY_NAME = Param("", Stripped(), "parent run name")
+STUDY_NAME = Param("", STRIPPED, "parent run name")
 REGISTER_AS = Param(
     "",
     Pattern(r"[\w.-]*", "empty or a model name of letters, digits, _ . -", ["a b", "x/y"]),
@@ -79,6 +72,7 @@ DATA_DIR_RULE = Rule(
     "data_dir",
     f"empty for datasets other than {LOCAL_DATASETS}",
     lambda c: not c.data_dir or c.dataset in LOCAL_DATASETS,
+    {"dataset": "digits", "data_dir": "."},
 )
 
 
@@ -138,6 +132,7 @@ class TrainConfig(ModelDataConfig):
             "dropout_rates",
             f"{ListOf(RATE)}, one per hidden layer",
             lambda c: _one_rate_per_layer(c.dropout_rates, c),
+            {"dropout_rates": "0.5,0.25"},
         ),
     )
 
@@ -162,12 +157,16 @@ class TuneConfig(ModelDataConfig):
     RULES: ClassVar = (
         *ModelDataConfig.RULES,
         Rule(
-            "rate_step", "a float in the range (0, max_rate]", lambda c: c.rate_step <= c.max_rate
+            "rate_step",
+            "a float in the range (0, max_rate]",
+            lambda c: c.rate_step <= c.max_rate,
+            {"max_rate": "0.3", "rate_step": "0.5"},
         ),
         Rule(
             "grace_period",
             "an int greater than heartbeat_interval",
             lambda c: c.grace_period > c.heartbeat_interval,
+            {"heartbeat_interval": "30", "grace_period": "30"},
         ),
     )
 
@@ -243,6 +242,7 @@ class StudyConfig(ModelDataConfig):
             "configs",
             "configs with one rate per hidden layer",
             lambda c: all(_one_rate_per_layer(rates, c) for _, rates in c.named_configs),
+            {"configs": "a=0,0;b=0.5,0"},
         ),
     )
 
@@ -278,15 +278,16 @@ class EvaluateConfig(Config):
             "run_id",
             "the id of a train run with a logged model, or empty when model_uri is given",
             lambda c: bool(c.run_id) != bool(c.model_uri),
+            {"run_id": "abc", "model_uri": "runs:/abc/model"},
         ),
     )
 
-    run_id: str = Param("", AnyText(), "train run whose logged model is evaluated").field()
+    run_id: str = Param("", ANY_TEXT, "train run whose logged model is evaluated").field()
     model_uri: str = Param(
-        "", AnyText(), "any MLflow model URI (runs:/…, models:/<name>@<alias>) instead of run_id"
+        "", ANY_TEXT, "any MLflow model URI (runs:/…, models:/<name>@<alias>) instead of run_id"
     ).field()
     baseline_run_id: str = Param(
-        "", Stripped(), "compare with this run's model on the identical test examples"
+        "", STRIPPED, "compare with this run's model on the identical test examples"
     ).field()
     dataset: str = DATASET.field(
         default="",

@@ -145,16 +145,6 @@ class Pattern(Constraint):
         return list(self.invalid)
 
 
-class Stripped(Pattern):
-    """Any text without leading or trailing blanks (names: of a study, a run)."""
-
-    def __init__(self):
-        super().__init__(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
-
-    def invalid_values(self) -> list[str]:
-        return []  # parsing strips every value: a padded name arrives trimmed
-
-
 class NamedLists(Constraint):
     """Two or more `name=v,v,v` separated by ';', unique names, each value satisfying `item`."""
 
@@ -191,17 +181,6 @@ class Boolean(Constraint):
 
     def invalid_values(self) -> list[str]:
         return ["maybe"]
-
-
-class AnyText(Constraint):
-    def is_satisfied_by(self, value) -> bool:
-        return isinstance(value, str)
-
-    def __str__(self) -> str:
-        return "a string"
-
-    def invalid_values(self) -> list[str]:
-        return []
 
 
 class ExistingDir(Constraint):
@@ -254,6 +233,7 @@ class Rule:
     name: str
     must_be: str
     holds: Callable[[Any], bool]
+    breaking: dict[str, str]  # values that break the rule, for tests
 
 
 @dataclass(frozen=True)

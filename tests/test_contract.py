@@ -115,6 +115,21 @@ def test_every_param_with_a_constraint_has_invalid_values():
     assert every - covered == free_text
 
 
+def rule_cases() -> list[tuple[str, str, dict[str, str]]]:
+    """For every rule across params, values that break it."""
+    return [
+        (command, rule.name, rule.breaking)
+        for command, (config_class, _, _) in cli.COMMANDS.items()
+        for rule in config_class.RULES
+    ]
+
+
+@pytest.mark.parametrize(("command", "name", "values"), rule_cases())
+def test_every_rule_across_params_exits_2_naming_its_param(command, name, values, capsys, client):
+    argv = [command] + [f"{cli.option_name(key)}={value}" for key, value in values.items()]
+    assert_rejected(argv, f"The '{name}' parameter of {command} must be", capsys, client)
+
+
 # evaluate needs one of run_id / model_uri: a model_uri makes the other params the only fault
 VALID_BASE = {"evaluate": ["--model-uri", "models:/m@champion"]}
 

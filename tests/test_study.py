@@ -3,7 +3,6 @@
 import mlflow
 import numpy as np
 import pytest
-from conftest import assert_rejected
 from scipy import stats
 
 from pipeline.config import StudyConfig, TrainConfig
@@ -147,18 +146,3 @@ def test_a_rate_sweep_gets_a_dose_response_plot(client):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "dose_response.png" in artifacts
     assert "r4_vs_r0_test_accuracy_difference" in parent.data.metrics
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--configs", "base=0,0,0"], "The 'configs' parameter of study must be two or more"),
-        (["--configs", "a=0,0,0;a=0.5,0,0"], "with unique names"),
-        (["--configs", "a=0,0,0;b0.5,0,0"], "Got 'a=0,0,0;b0.5,0,0' instead."),
-        (["--configs", "a=0,0,0;b=1.5,0,0"], "one rate in [0, 1) per hidden layer"),
-        (["--seeds", "1"], "The 'seeds' parameter of study must be an integer >= 2"),
-        (["--alpha", "0.7"], "The 'alpha' parameter of study must be a float in the open"),
-    ],
-)
-def test_bad_input_exits_2(args, message, capsys, client):
-    assert_rejected(["study", "--dataset", "digits", *args], message, capsys, client)

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from conftest import assert_rejected, pipeline_command, running_runs
+from conftest import pipeline_command, running_runs
 
 from pipeline import tracking
 from pipeline.config import PRUNERS, TuneConfig
@@ -257,18 +257,3 @@ def test_each_pruner_stops_trials_that_fall_behind(pruner):
         assert sum(spent) <= 0.5 * 9 * len(spent)
     if pruner == "percentile":  # keeps the top quarter, the median pruner the top half
         assert spent.count(9) < epochs_before_stop("median").count(9)
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--n-trials", "0"], "The 'n_trials' parameter of tune must be an integer >= 1"),
-        (["--max-rate", "1"], "The 'max_rate' parameter of tune must be a float in the open"),
-        (["--pruner", "asha"], "The 'pruner' parameter of tune must be one of"),
-        (["--storage", "redis://localhost"], "The 'storage' parameter of tune must be empty,"),
-        (["--rate-step", "0.9"], "The 'rate_step' parameter of tune must be a float in (0, max"),
-        (["--search-learning-rate", "maybe"], "'search_learning_rate' parameter of tune must"),
-    ],
-)
-def test_bad_input_exits_2(args, message, capsys, client):
-    assert_rejected(["tune", "--dataset", "digits", *args], message, capsys, client)
