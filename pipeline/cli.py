@@ -47,10 +47,9 @@ def run_evaluate(config: EvaluateConfig):
 
 
 def run_tune(config: TuneConfig):
-    from pipeline.data import load_dataset
     from pipeline.tune import tune
 
-    tune(config, load_dataset(config))
+    tune(config)  # loads every seed's data before it starts a run: bad data_dir -> exit 2
 
 
 def run_study(config: StudyConfig):

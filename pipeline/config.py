@@ -39,6 +39,7 @@ RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage U
 # Seeds derived from `seed` (seed + trial number, seed + k) stay below numpy's 2**32.
 SEED_MAX = 2**31 - 1
 RATE = Interval(float, 0, 1, closed="left")
+SHARE = Interval(float, 0, 1, closed="neither")
 ANY_TEXT = Pattern(r"(?s).*", "any text", [])
 # parsing strips every value, so a padded name arrives trimmed: no invalid value to make
 STRIPPED = Pattern(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
@@ -68,6 +69,9 @@ REGISTER_AS = Param(
 )
 POSITIVE = Interval(int, 1, None, closed="left")
 NON_NEGATIVE = Interval(int, 0, None, closed="left")
+REPLICAS = Param(
+    8, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
+)
 DATA_DIR_RULE = Rule(
     "data_dir",
     f"empty for datasets other than {LOCAL_DATASETS}",
@@ -92,17 +96,10 @@ class ModelDataConfig(Config):
     learning_rate: float = Param(
         0.001, Interval(float, 0, None, closed="neither"), "Adam learning rate"
     ).field()
-    validation_split: float = Param(
-        0.1,
-        Interval(float, 0, 1, closed="neither"),
-        "stratified share of the training set held out for validation",
-    ).field()
+    validation_split: float = Param(0.1, SHARE, "stratified share held out to validate").field()
     seed: int = SEED.field()
     recipe: str = Param(
-        "standard",
-        Options(RECIPES),
-        "standard: inputs scaled to [0, 1], softmax output; notebook: the notebook's raw "
-        "0-255 pixels and sigmoid output",
+        "standard", Options(RECIPES), "standard: [0, 1] pixels, softmax; notebook: 0-255, sigmoid"
     ).field()
     backend: str = Param(
         "tensorflow",
@@ -137,9 +134,7 @@ class TrainConfig(ModelDataConfig):
     )
 
     dropout_rates: tuple[float, ...] = Param(
-        (0.5, 0.25, 0.0),
-        ListOf(RATE),
-        "dropout rate after each hidden layer; 0,0,0 is the notebook's baseline",
+        (0.5, 0.25, 0.0), ListOf(RATE), "dropout rate after each hidden layer; 0,0,0: none"
     ).field()
 
     @property
@@ -224,6 +219,10 @@ class TuneConfig(ModelDataConfig):
         3, NON_NEGATIVE, "retrain the best config and the notebook's two on this many fresh seeds"
     ).field()
     register_as: str = REGISTER_AS.field()
+    replicas: int = REPLICAS.field()
+    trial_seeds: int = Param(
+        1, POSITIVE, "seeds each trial trains at once; pruner and objective see their mean"
+    ).field()
 
     @property
     def name(self) -> str:
@@ -256,6 +255,7 @@ class StudyConfig(ModelDataConfig):
     ).field()
     alpha: float = ALPHA.field()
     study_name: str = STUDY_NAME.field(help="parent run name; empty: <dataset>-<recipe>-<names>")
+    replicas: int = REPLICAS.field()
 
     @property
     def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:

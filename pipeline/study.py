@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline import evaluation, statistics, tracking
 from pipeline.config import StudyConfig, TrainConfig, format_param
 from pipeline.data import Dataset, load_dataset
-from pipeline.train import train
+from pipeline.replicas import Member, check_fits, train_members
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
 SUMMARY_METRICS = (
@@ -56,17 +56,14 @@ def seed_result(name: str, seed: int, metrics: dict, history: dict) -> SeedResul
     return SeedResult(name, seed, summary, history)
 
 
-def run_config(
-    config: TrainConfig, name: str, dataset: Dataset, parent_run_id: str, tags: dict[str, str]
-) -> SeedResult:
-    """One config x seed child run with these tags, or the FINISHED one a previous attempt left."""
+def finished_result(name: str, seed: int, parent_run_id: str, tags: dict) -> SeedResult | None:
+    """The FINISHED child run with these tags that a previous attempt left, if any."""
     for run in tracking.child_runs(parent_run_id, tags):
         if run.info.status == "FINISHED":
             history = {key: tracking.metric_history(run.info.run_id, key) for key in CURVES}
-            print(f"{name} seed {config.seed}: reusing finished run {run.info.run_id}")
-            return seed_result(name, config.seed, run.data.metrics, history)
-    result = train(config, dataset, parent_run_id, tags=tags)
-    return seed_result(name, config.seed, result.test_metrics, result.history)
+            print(f"{name} seed {seed}: reusing finished run {run.info.run_id}")
+            return seed_result(name, seed, run.data.metrics, history)
+    return None
 
 
 def run_configs(
@@ -76,15 +73,24 @@ def run_configs(
     tags: dict[str, str],
     config_tag: str = "study_config",
     seed_tag: str = "study_seed",
+    replicas: int = 1,
 ) -> list[SeedResult]:
     """Every config on every seed (the keys of `datasets`, each seed's split shared by every
-    config) as a child run of the parent, tagged `tags` plus its name and seed."""
-    results = []
+    config) as a child run of the parent, tagged `tags` plus its name and seed; FINISHED ones
+    are reused, the others trained `replicas` at a time as one model (1: `train`)."""
+    results, pending = [], []
     for seed, dataset in datasets.items():
         for name, config in configs.items():
             child_tags = {**tags, config_tag: name, seed_tag: str(seed)}
-            seeded = dataclasses.replace(config, seed=seed)
-            results.append(run_config(seeded, name, dataset, parent_run_id, child_tags))
+            result = finished_result(name, seed, parent_run_id, child_tags)
+            if result is not None:
+                results.append(result)
+            else:
+                seeded = dataclasses.replace(config, seed=seed)
+                pending.append((name, Member(seeded, dataset, child_tags)))
+    trained = train_members([member for _, member in pending], parent_run_id, replicas)
+    for (name, member), run in zip(pending, trained, strict=True):
+        results.append(seed_result(name, member.config.seed, run.test_metrics, run.history))
     return results
 
 
@@ -262,6 +268,7 @@ def study(config: StudyConfig) -> str:
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
     datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}
+    check_fits(config.replicas, datasets[config.seed], config)
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }
@@ -271,7 +278,9 @@ def study(config: StudyConfig) -> str:
     ) as parent_run_id:
         tracking.log_params(config.to_params())
         child_tags = {"entry_point": "study", "study": config.name}
-        results = run_configs(configs, datasets, parent_run_id, child_tags)
+        results = run_configs(
+            configs, datasets, parent_run_id, child_tags, replicas=config.replicas
+        )
         text = log_results(config, configs, results)
     print(text)
     return text

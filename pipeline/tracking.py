@@ -12,6 +12,7 @@ import importlib.metadata
 import logging
 import os
 import shlex
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import mlflow
 import mlflow.keras
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
+from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 
 FAILURE_TAG = "failure_reason"
@@ -83,14 +85,58 @@ def run(
             log_system_metrics=system_metrics,
         )
     mlflow.set_tags({"mlflow.runName": name, **(tags or {})})  # names `mlflow run`'s run too
-    try:
+    with _ending(killed_on):
         yield active.info.run_id
+
+
+@contextlib.contextmanager
+def _ending(killed_on: tuple[type[BaseException], ...]):
+    """End the active run: FINISHED, or KILLED / FAILED with the reason as a tag."""
+    try:
+        yield
     except BaseException as error:
         status = "KILLED" if isinstance(error, killed_on) else "FAILED"
         mlflow.set_tag(FAILURE_TAG, f"{type(error).__name__}: {error}"[:5000])
         mlflow.end_run(status)
         raise
     mlflow.end_run("FINISHED")
+
+
+def create_run(parent_run_id: str, name: str, tags: dict[str, str]) -> str:
+    """A child run created by id and not made active, so that many can be logged at once."""
+    client = mlflow.MlflowClient()
+    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    tags = {"mlflow.parentRunId": parent_run_id, **tags}
+    return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+
+
+def log_params_to(run_id: str, params: dict[str, str]):
+    mlflow.MlflowClient().log_batch(run_id, params=[Param(k, v) for k, v in params.items()])
+
+
+def log_metrics_to(run_id: str, metrics: dict[str, float], step: int):
+    timestamp = int(time.time() * 1000)
+    batch = [Metric(key, value, timestamp, step) for key, value in metrics.items()]
+    mlflow.MlflowClient().log_batch(run_id, metrics=batch)
+
+
+def is_running(run_id: str) -> bool:
+    return mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING"
+
+
+def end_run_by_id(run_id: str, status: str, reason: str):
+    client = mlflow.MlflowClient()
+    client.set_tag(run_id, FAILURE_TAG, reason[:5000])
+    client.set_terminated(run_id, status)
+
+
+@contextlib.contextmanager
+def continued(run_id: str, killed_on=(KeyboardInterrupt,)) -> Iterator[str]:
+    """Make a run created by `create_run` the active one (to log artifacts and its model) and
+    end it as `run` does."""
+    mlflow.start_run(run_id=run_id, nested=True)
+    with _ending(killed_on):
+        yield run_id
 
 
 def log_params(params: dict[str, str]):
@@ -191,10 +237,6 @@ def run_url(run_id: str) -> str:
     """The run's page, relative to the MLflow UI's root (a link in a run description)."""
     experiment_id = mlflow.get_run(run_id).info.experiment_id
     return f"#/experiments/{experiment_id}/runs/{run_id}"
-
-
-def active_run_id() -> str:
-    return mlflow.active_run().info.run_id
 
 
 def set_description(text: str):

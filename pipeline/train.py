@@ -148,7 +148,7 @@ def predict_and_score(
     }
 
 
-def _log_test_results(model: keras.Model, dataset: Dataset, title: str) -> dict[str, float]:
+def log_test_results(model: keras.Model, dataset: Dataset, title: str) -> dict[str, float]:
     probabilities, metrics = predict_and_score(model, dataset.x_test, dataset.y_test)
     tracking.log_metrics(metrics)
     log_classification_artifacts(dataset.y_test, probabilities, dataset.class_names, title)
@@ -227,5 +227,5 @@ def train(
             evaluation.learning_curves_figure(logger.history, config.run_name),
             "learning_curves.png",
         )
-        test_metrics = _log_test_results(model, dataset, config.run_name)
+        test_metrics = log_test_results(model, dataset, config.run_name)
     return TrainResult(run_id, logger.history, test_metrics)

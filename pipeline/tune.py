@@ -12,6 +12,10 @@ finish logs the study's results (see `tune_results`) and registers the best mode
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.trial import TrialState
@@ -19,13 +23,16 @@ from optuna.trial import TrialState
 from pipeline import tracking
 from pipeline.config import CHAMPION_ALIAS, TrainConfig, TuneConfig, format_param
 from pipeline.data import Dataset, load_dataset
-from pipeline.train import TrainingDiverged, train
+from pipeline.replicas import Member, check_fits, train_group
+from pipeline.train import TrainingDiverged, TrainResult, train
 from pipeline.tune_results import (
     best_rates,
     compare_on_fresh_seeds,
     describe_final,
     epochs_spent,
+    fresh_seeds,
     log_study_results,
+    search_seeds,
 )
 from pipeline.workers import (
     FINISHED,
@@ -99,28 +106,61 @@ def suggest_train_config(trial: optuna.Trial, config: TuneConfig) -> TrainConfig
     return config.train_config(dropout_rates=rates, learning_rate=learning_rate)
 
 
-def objective(trial: optuna.Trial, config: TuneConfig, dataset: Dataset, parent_run_id: str):
+def report(trial: optuna.Trial, value: float, epoch: int, tag_runs: Callable[[dict], None]):
+    """The epoch's val_accuracy to the pruner; a pruned trial's runs are tagged and end KILLED."""
+    trial.report(value, epoch)
+    if trial.should_prune():
+        tag_runs({"pruned": "true", "trial_state": "PRUNED"})
+        print(f"trial {trial.number}: pruned after epoch {epoch}")
+        raise optuna.TrialPruned(f"pruned after epoch {epoch}")
+
+
+def train_trial(
+    trial: optuna.Trial, members: list[Member], parent_run_id: str
+) -> list[TrainResult]:
+    """The trial's config on each of its seeds, one child run each: one seed by `train`,
+    several as one replica model reporting their mean val_accuracy."""
+    killed_on = (KeyboardInterrupt, optuna.TrialPruned)
+    if len(members) == 1:
+        member = members[0]
+
+        def one(epoch: int, metrics: dict[str, float]):
+            report(trial, metrics["val_accuracy"], epoch, tracking.set_tags)
+
+        hooks = [one]
+        return [train(member.config, member.dataset, parent_run_id, hooks, member.tags, killed_on)]
+
+    def tag_members(tags: dict[str, str]):
+        for member in members:
+            tracking.tag_run(member.run_id, tags)
+
+    def mean(epoch: int, logged: list[dict[str, float]]):
+        value = float(np.mean([metrics["val_accuracy"] for metrics in logged]))
+        report(trial, value, epoch, tag_members)
+
+    return train_group(members, parent_run_id, [mean], killed_on)
+
+
+def objective(
+    trial: optuna.Trial, config: TuneConfig, datasets: dict[int, Dataset], parent_run_id: str
+) -> float:
+    """The best epoch's val_accuracy, averaged over the trial's seeds at each epoch."""
     claim_trial(trial, config.n_trials)
     train_config = suggest_train_config(trial, config)
     print(f"trial {trial.number}: dropout_rates={format_param(train_config.dropout_rates)}")
-
-    def report(epoch: int, metrics: dict[str, float]):
-        trial.report(metrics["val_accuracy"], epoch)
-        if trial.should_prune():
-            tracking.set_tags({"pruned": "true", "trial_state": "PRUNED"})
-            print(f"trial {trial.number}: pruned after epoch {epoch}")
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-
-    result = train(
-        train_config,
-        dataset,
-        parent_run_id=parent_run_id,
-        epoch_hooks=[report],
-        tags={"entry_point": "tune", "trial_number": str(trial.number), "study": config.name},
-        killed_on=(KeyboardInterrupt, optuna.TrialPruned),
-    )
-    tracking.tag_run(result.run_id, {"trial_state": "COMPLETE"})
-    value = max(result.history["val_accuracy"])
+    tags = {"entry_point": "tune", "trial_number": str(trial.number), "study": config.name}
+    members = [
+        Member(
+            dataclasses.replace(train_config, seed=seed), dataset, tags | {"trial_seed": str(seed)}
+        )
+        for seed, dataset in datasets.items()
+    ]
+    results = train_trial(trial, members, parent_run_id)
+    for result in results:
+        tracking.tag_run(result.run_id, {"trial_state": "COMPLETE"})
+    curves = np.array([result.history["val_accuracy"] for result in results])
+    trial.set_user_attr("seed_best_val_accuracy", curves.max(axis=1).tolist())
+    value = float(curves.mean(axis=0).max())
     print(f"trial {trial.number}: complete, best val_accuracy {value:.4f}")
     return value
 
@@ -129,7 +169,7 @@ def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: 
     """Register the best config's model as `register_as` with alias `champion`: the tuned run of
     the first fresh seed, or without fresh seeds the best trial's run. Returns the version."""
     if config.final_seeds:
-        tags = {"final_config": "tuned", "seed": str(config.seed + 1)}
+        tags = {"final_config": "tuned", "seed": str(fresh_seeds(config)[0])}
     else:
         tags = {"trial_number": str(study.best_trial.number)}
     runs = tracking.child_runs(parent_run_id, tags)
@@ -163,9 +203,10 @@ def summarize(
     return "\n".join(lines)
 
 
-def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
+def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
-    dataset = dataset or load_dataset(config)
+    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in search_seeds(config)}
+    check_fits(max(config.replicas, config.trial_seeds), datasets[config.seed], config)
     storage = create_storage(config)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     study, created = open_study(storage, config.name, sampler, pruner)
@@ -180,7 +221,7 @@ def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
         remaining = config.n_trials - count_finished(study)
         if remaining > 0:
             study.optimize(
-                lambda trial: objective(trial, config, dataset, parent_run_id),
+                lambda trial: objective(trial, config, datasets, parent_run_id),
                 n_trials=remaining,
                 timeout=config.timeout or None,
                 catch=(TrainingDiverged, SurplusTrial),

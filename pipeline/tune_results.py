@@ -114,6 +114,17 @@ def notebook_configs(config: TuneConfig, study: optuna.Study) -> dict[str, Train
     }
 
 
+def search_seeds(config: TuneConfig) -> range:
+    """The seeds every trial trains on: seed, seed+1, ... (trial_seeds of them)."""
+    return range(config.seed, config.seed + config.trial_seeds)
+
+
+def fresh_seeds(config: TuneConfig) -> range:
+    """The seeds after the search's, which the search never saw."""
+    start = config.seed + config.trial_seeds
+    return range(start, start + config.final_seeds)
+
+
 def compare_on_fresh_seeds(
     config: TuneConfig, study: optuna.Study, parent_run_id: str
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -122,10 +133,11 @@ def compare_on_fresh_seeds(
     (`final_summary.csv`), with 2+ seeds the paired comparisons (`final_comparison.csv`), and
     their metrics `final_<config>_…`. Returns both tables (no comparisons for one seed)."""
     configs = notebook_configs(config, study)
-    seeds = range(config.seed + 1, config.seed + 1 + config.final_seeds)
-    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}
+    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in fresh_seeds(config)}
     tags = {"entry_point": "tune", "study": config.name}
-    results = run_configs(configs, datasets, parent_run_id, tags, "final_config", "seed")
+    results = run_configs(
+        configs, datasets, parent_run_id, tags, "final_config", "seed", config.replicas
+    )
     summary = summary_table(configs, results)
     tracking.log_text(summary.to_csv(index=False), "final_summary.csv")
     comparisons = pd.DataFrame()

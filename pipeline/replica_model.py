@@ -1,0 +1,153 @@
+"""K copies of the notebook's MLP trained as one Keras model with a replica axis. Pure: no data,
+no tracking.
+
+Input `(batch, K, *image)`, labels `(batch, K)`: row i holds replica k's own i-th example. Each
+Dense is a kernel of shape (K, in, out) (one batched matmul), each replica has its own dropout
+rate and random stream, and the loss is the sum of the replicas' mean losses, so replica k's
+gradient is its own loss's gradient and Adam (elementwise, with one learning rate per replica)
+updates it as it would a model of its own. Metrics are vectors: one value per replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+
+class ReplicaDense(keras.layers.Layer):
+    """K independent Dense layers: (K, batch, in) -> (K, batch, out), one batched matmul."""
+
+    def __init__(self, replicas: int, units: int, activation=None, **kwargs):
+        super().__init__(**kwargs)
+        self.replicas, self.units = replicas, units
+        self.activation = keras.activations.get(activation)
+
+    def build(self, input_shape):
+        shape = (self.replicas, input_shape[-1], self.units)
+        self.kernel = self.add_weight(shape=shape, initializer="glorot_uniform", name="kernel")
+        self.bias = self.add_weight(shape=(self.replicas, self.units), initializer="zeros")
+
+    def call(self, inputs):
+        return self.activation(ops.matmul(inputs, self.kernel) + self.bias[:, None, :])
+
+
+class ReplicaDropout(keras.layers.Layer):
+    """Inverted dropout with replica k's rate and its own seeded random stream, so its masks
+    do not depend on which replicas share the model."""
+
+    def __init__(self, rates: Sequence[float], seeds: Sequence[int], **kwargs):
+        super().__init__(**kwargs)
+        self.rates = tuple(rates)
+        self.generators = [keras.random.SeedGenerator(seed) for seed in seeds]
+
+    def call(self, inputs, training=False):
+        if not training or not any(self.rates):
+            return inputs
+        replicas = [
+            keras.random.dropout(replica, rate, seed=generator) if rate > 0 else replica
+            for replica, rate, generator in zip(
+                ops.unstack(inputs), self.rates, self.generators, strict=True
+            )
+        ]
+        return ops.stack(replicas)
+
+
+def replica_crossentropy(y_true, y_pred):
+    """Per example, the sum over replicas of the sparse categorical cross-entropy: its mean
+    over a batch is the sum of the replicas' mean losses."""
+    return ops.sum(keras.losses.sparse_categorical_crossentropy(y_true, y_pred), axis=-1)
+
+
+class ReplicaMean(keras.metrics.Metric):
+    """Per replica, the mean over examples of `fn(y_true, y_pred)` (shape (batch, K)): a
+    vector of K values, e.g. each replica's accuracy."""
+
+    def __init__(self, fn, replicas: int, name: str):
+        super().__init__(name=name)
+        self.fn = fn
+        self.total = self.add_variable(shape=(replicas,), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(), initializer="zeros", name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        values = ops.cast(self.fn(y_true, y_pred), self.dtype)
+        self.total.assign_add(ops.sum(values, axis=0))
+        self.count.assign_add(ops.cast(ops.shape(values)[0], self.dtype))
+
+    def result(self):
+        return self.total / self.count
+
+
+class ReplicaAdam(keras.optimizers.Adam):
+    """Adam with one learning rate per replica: every variable's first axis is the replica."""
+
+    def __init__(self, learning_rates: Sequence[float], **kwargs):
+        super().__init__(learning_rate=1.0, **kwargs)
+        self.learning_rates = tuple(learning_rates)
+
+    def update_step(self, gradient, variable, learning_rate):
+        shape = (len(self.learning_rates),) + (1,) * (len(variable.shape) - 1)
+        rates = ops.reshape(ops.convert_to_tensor(self.learning_rates, variable.dtype), shape)
+        super().update_step(gradient, variable, rates * learning_rate)
+
+
+def build_replica_model(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    hidden_units: tuple[int, ...],
+    dropout_rates: Sequence[tuple[float, ...]],
+    seeds: Sequence[int],
+    learning_rates: Sequence[float],
+    recipe: str = "standard",
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """One model of len(seeds) replicas; replica k has `dropout_rates[k]` (one per hidden
+    layer), `learning_rates[k]`, and draws its dropout masks from `seeds[k]`."""
+    replicas = len(seeds)
+    inputs = keras.Input(shape=(replicas, *input_shape), dtype="uint8")  # 4x less to feed
+    x = ops.reshape(ops.cast(inputs, "float32"), (-1, replicas, int(np.prod(input_shape))))
+    x = ops.transpose(x, (1, 0, 2))  # replica axis first: batched matmuls
+    if recipe == "standard":
+        x = x / 255.0
+    for layer, units in enumerate(hidden_units):
+        x = ReplicaDense(replicas, units, "relu", name=f"dense_{layer}")(x)
+        rates = [rates[layer] for rates in dropout_rates]
+        layer_seeds = [seed * len(hidden_units) + layer for seed in seeds]
+        x = ReplicaDropout(rates, layer_seeds, name=f"dropout_{layer}")(x)
+    activation = "softmax" if recipe == "standard" else "sigmoid"
+    x = ReplicaDense(replicas, num_classes, activation, name="output")(x)
+    outputs = ops.transpose(x, (1, 0, 2))  # (batch, K, classes)
+    model = keras.Model(inputs, outputs, name="replica_mlp")
+    model.compile(
+        optimizer=ReplicaAdam(learning_rates),
+        loss=replica_crossentropy,
+        metrics=[
+            ReplicaMean(keras.metrics.sparse_categorical_accuracy, replicas, "accuracy"),
+            ReplicaMean(keras.losses.sparse_categorical_crossentropy, replicas, "xent"),
+        ],
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def copy_replica_weights(replica_model: keras.Model, replica: int, model: keras.Model):
+    """Replica `replica`'s weights into `model`, a single MLP of the same layers
+    (`pipeline.model.build_model`): its Dense layers in order take the slices."""
+    replica_layers = [layer for layer in replica_model.layers if isinstance(layer, ReplicaDense)]
+    dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for source, target in zip(replica_layers, dense_layers, strict=True):
+        target.set_weights([source.kernel.numpy()[replica], source.bias.numpy()[replica]])
+
+
+def set_replica_weights(replica_model: keras.Model, replica: int, model: keras.Model):
+    """The inverse: a single MLP's weights (e.g. its seeded initial ones) into replica slot
+    `replica`, so replica k starts where a model built with its seed starts."""
+    replica_layers = [layer for layer in replica_model.layers if isinstance(layer, ReplicaDense)]
+    dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    for source, target in zip(dense_layers, replica_layers, strict=True):
+        kernel, bias = target.kernel.numpy(), target.bias.numpy()
+        kernel[replica], bias[replica] = source.get_weights()
+        target.kernel.assign(kernel)
+        target.bias.assign(bias)
