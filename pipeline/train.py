@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
 from pipeline import evaluation, tracking
@@ -19,27 +17,11 @@ from pipeline.config import TrainConfig
 from pipeline.data import Dataset, content_sha256, load_dataset
 from pipeline.model import STEPS_PER_EXECUTION, build_model
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 PREDICT_BATCH_SIZE = 1024
-JAX_CACHE = Path.home() / ".cache" / "dropout-pipeline" / "jax"
-
-# Same seed => same numbers: TF picks deterministic kernels (no measurable cost for this MLP).
-tf.config.experimental.enable_op_determinism()
-# This MLP's matmuls are too small to split across threads: one intra-op thread leaves the other
-# cores to the input pipeline and the executor (~20% faster epochs on 2 cores, same numbers).
-# It only applies before TF starts; in a process that already ran TF it stays as it was.
-with contextlib.suppress(RuntimeError):
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-# Each run builds a fresh model, so TF's "retracing" warning about it is expected noise.
-tf.get_logger().setLevel("ERROR")
-if keras.backend.backend() == "jax":
-    import jax
-
-    # XLA compiles every new model's steps (~2 s); its persistent cache serves the same
-    # executables to later runs of the same layers and rates (other seeds) from disk.
-    if not jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR chooses another
-        jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -111,6 +93,8 @@ def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.D
     adapter, so the same seed gives the same order), with tf.data autotuning off: its threads
     make dropping each epoch's iterator stall ~1 s at random epochs on a 2-core machine.
     The adapter is Keras-internal (keras.src), hence keras pinned to 3.15 in pyproject."""
+    import tensorflow as tf
+
     adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True)
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -3,8 +3,10 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
+import sys
 
 import keras
 import mlflow
@@ -139,17 +141,37 @@ def test_training_batches_train_exactly_like_fit_on_arrays():
     assert all(np.array_equal(a, b) for a, b in zip(plain, batched, strict=True))
 
 
+def test_importing_train_changes_no_tensorflow_setting():
+    code = (
+        "import tensorflow as tf; import pipeline.train; "
+        "print(tf.config.threading.get_intra_op_parallelism_threads())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "0"  # TensorFlow's default, where runtime.setup makes it 1
+
+
 def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, tmp_path):
     """backend=jax (opt-in), in its own process (Keras picks the backend at import): same seed,
-    same numbers; the second run takes its compiled steps from the disk cache."""
+    same numbers, no TensorFlow imported; the second run takes its compiled steps from the disk
+    cache."""
     environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
-    argv = pipeline_command("train", "--dataset", "digits", "--epochs", "3", "--seed", "7")
+    code = (
+        "import sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(code)"
+    )
+    argv = [sys.executable, "-c", code, "train", "--dataset", "digits", "--epochs", "3"]
 
     def run_jax() -> dict[str, float]:
         output = subprocess.run(
-            [*argv, "--backend", "jax"], env=environment, capture_output=True, text=True
+            [*argv, "--seed", "7", "--backend", "jax"],
+            env=environment,
+            capture_output=True,
+            text=True,
         ).stdout
-        run = client.get_run(output.split("run ")[-1].split(":")[0])
+        assert "tensorflow imported: False" in output
+        run = client.get_run(re.search(r"^run (\w+):", output, re.M)[1])
         assert run.info.status == "FINISHED"
         assert run.data.params == {**DIGITS.to_params(), "backend": "jax"}
         return {k: v for k, v in run.data.metrics.items() if k != "epoch_seconds"}
