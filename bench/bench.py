@@ -1,6 +1,6 @@
 """`make bench`: the pipeline against the bare notebook code, on the same data and model.
 
-Writes bench/results.json and bench/results.md (and the table into README.md between the
+Writes bench/results.json and bench/results.md (and the table into docs/performance.md between the
 `bench` markers). Every timing is repeated (seeds 0..repeats-1) and reported as the median.
 
     python bench/bench.py [--epochs 10] [--repeats 3] [--trials 20] [--trial-epochs 9]
@@ -21,23 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
 import mlflow
 import numpy as np
 import optuna
+import pandas as pd
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from pipeline import tracking
+from pipeline import runtime, tracking
 from pipeline.config import PRUNERS, TrainConfig, TuneConfig
 from pipeline.data import DEBIAN_FASHION_MNIST, Dataset, load_dataset
-from pipeline.model import build_model
 
 BENCH_DIR = Path(__file__).resolve().parent
-README = BENCH_DIR.parent / "README.md"
+PERFORMANCE_DOC = BENCH_DIR.parent / "docs" / "performance.md"
 TRACKING_CALLS = (
     "log_params",
     "log_metrics",
@@ -92,26 +89,20 @@ def bench_dataset() -> str:
 
 
 def bare_notebook(name: str, epochs: int, seed: int) -> dict:
-    """The notebook's code with the pipeline's default model: Sequential, compile, fit. Trained
-    on the pipeline's training split (the same examples), without validation or tracking, in a
-    process of its own with TensorFlow's defaults (no settings of the pipeline's)."""
+    """The notebook's code with the pipeline's default model: build, compile, fit(x, y) with
+    Keras' defaults (one step per call). Trained on the pipeline's training split (the same
+    examples), without validation or tracking, in a process of its own with TensorFlow's
+    defaults (no runtime.setup)."""
+    import keras
+
+    from pipeline.model import build_model
+
     dataset = load_dataset(TrainConfig(dataset=name, seed=seed))
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-    model = keras.Sequential(
-        [
-            keras.Input(dataset.x_train.shape[1:]),
-            keras.layers.Rescaling(1 / 255),
-            keras.layers.Flatten(),
-            keras.layers.Dense(100, activation="relu"),
-            keras.layers.Dropout(0.5),
-            keras.layers.Dense(50, activation="relu"),
-            keras.layers.Dropout(0.25),
-            keras.layers.Dense(25, activation="relu"),
-            keras.layers.Dense(10, activation="softmax"),
-        ]
+    model = build_model(
+        dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), steps_per_execution=1
     )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0)
     seconds = time.perf_counter() - started
     probabilities = model.predict(dataset.x_test, verbose=0)
@@ -130,11 +121,8 @@ def in_fresh_process(*args: str, environment: dict[str, str] | None = None) -> d
 
 
 def pipeline_train(config: TrainConfig, dataset: Dataset, timer: TrackingTimer) -> dict:
-    import tensorflow as tf
-
     from pipeline.train import train  # not at the top: --bare and --lever keep TF's defaults
 
-    assert tf.config.threading.get_intra_op_parallelism_threads() == 1, "pipeline's TF settings"
     timer.seconds = 0.0
     started = time.perf_counter()
     result = train(config, dataset)
@@ -160,7 +148,8 @@ def pipeline_train_async(config: TrainConfig, dataset: Dataset, timer: TrackingT
 
 
 def jax_train(name: str, epochs: int, seed: int) -> dict:
-    """`pipeline train` with backend=jax: run in a process started with KERAS_BACKEND=jax."""
+    """`pipeline train` with backend=jax, in a process of its own."""
+    runtime.setup("jax")
     config = TrainConfig(dataset=name, epochs=epochs, seed=seed, backend="jax")
     return pipeline_train(config, load_dataset(config), TrackingTimer())
 
@@ -183,7 +172,7 @@ def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) ->
         rows["pipeline_jax"].append(
             in_fresh_process(
                 "--jax-train", "--dataset", name, "--seed", str(seed), "--epochs", str(epochs),
-                environment={"KERAS_BACKEND": "jax", "JAX_COMPILATION_CACHE_DIR": jax_cache},
+                environment={"JAX_COMPILATION_CACHE_DIR": jax_cache},
             )
         )  # fmt: skip
         print(
@@ -269,10 +258,7 @@ LEVERS = {  # cumulative: each row adds one setting to the row above
     "keras defaults (the notebook's fit)": {"steps_per_execution": 1},
     "+ steps_per_execution=32": {},
     "+ one intra-op thread": {"intra_op_threads": 1},
-    "+ input batches without tf.data autotuning": {
-        "intra_op_threads": 1,
-        "batches": True,
-    },
+    "+ the pipeline's tf.data batches (no autotuning)": {"intra_op_threads": 1, "batches": True},
     "+ steps_per_execution=one call per epoch (pipeline)": {
         "intra_op_threads": 1,
         "batches": True,
@@ -283,36 +269,52 @@ LEVERS = {  # cumulative: each row adds one setting to the row above
         "batches": True,
         "jit_compile": True,
     },
-    "Keras on JAX instead (backend=jax: XLA, other random streams)": {"backend": "jax"},
+    "Keras on JAX instead (backend=jax: XLA, other random streams)": {
+        "backend": "jax",
+        "batches": True,
+    },
 }
+
+
+def lever_setup(settings: dict):
+    """TensorFlow's settings of one lever (or runtime.setup's for JAX), before Keras starts."""
+    if settings.get("backend") == "jax":
+        runtime.setup("jax")
+        return
+    import tensorflow as tf
+
+    if "intra_op_threads" in settings:
+        tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
+    if not settings.get("jit_compile"):  # Keras turns XLA off under op determinism (TF only)
+        tf.config.experimental.enable_op_determinism()
 
 
 def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
     """Epoch time and test accuracy of the pipeline's model under one lever's settings, in a
     fresh process (thread settings only apply before TensorFlow starts)."""
-    import tensorflow as tf
-
     settings = LEVERS[lever]
-    assert keras.backend.backend() == settings.get("backend", "tensorflow")
-    if "intra_op_threads" in settings:
-        tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
-    if not settings.get("jit_compile"):  # Keras turns XLA off under op determinism (TF only)
-        tf.config.experimental.enable_op_determinism()
-    dataset = load_dataset(TrainConfig(dataset=name))
-    keras.utils.set_random_seed(0)
-    model = build_model(dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
-    steps_per_execution = settings.get("steps_per_execution", 32)
-    if steps_per_execution == "epoch":  # as train sets it
-        from pipeline.train import steps_per_execution as whole_epoch
+    lever_setup(settings)
+    import keras
 
-        steps_per_execution = whole_epoch(len(dataset.x_train), 32)
-    model.compile(
-        optimizer=keras.optimizers.Adam(0.001),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
-        jit_compile=settings.get("jit_compile", "auto"),  # auto: XLA on JAX, off for TF on a CPU
-    )
+    from pipeline.model import build_model
+    from pipeline.train import PREDICT_BATCH_SIZE, in_order, steps_per_execution, training_data
+
+    dataset = load_dataset(TrainConfig(dataset=name))
+    x_train, x_val = dataset.x_train.astype("float32"), dataset.x_val.astype("float32")
+    steps = settings.get("steps_per_execution", 32)
+    if steps == "epoch":  # as train sets it
+        steps = steps_per_execution(len(x_train), 32)
+    keras.utils.set_random_seed(0)
+    model = build_model(
+        x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), "standard", 0.001, steps,
+        jit_compile=settings.get("jit_compile", "auto"),
+    )  # fmt: skip
+    if settings.get("batches"):  # as train feeds the model
+        data = training_data(x_train, dataset.y_train, 32, seed=0)
+        validation = in_order(x_val, dataset.y_val)
+    else:
+        data = {"x": x_train, "y": dataset.y_train, "batch_size": 32}
+        validation = (x_val, dataset.y_val)
     epoch_seconds = []
     callback = keras.callbacks.LambdaCallback(
         on_epoch_begin=lambda epoch, logs: epoch_seconds.append(-time.perf_counter()),
@@ -320,21 +322,16 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
             epoch_seconds.pop() + time.perf_counter()
         ),
     )
-    x_train = dataset.x_train.astype("float32")
-    if settings.get("batches"):
-        from pipeline.train import training_batches
-
-        data = {"x": training_batches(x_train, dataset.y_train, 32), "shuffle": False}
-    else:
-        data = {"x": x_train, "y": dataset.y_train, "batch_size": 32}
     model.fit(
         **data,
         epochs=epochs,
-        validation_data=(dataset.x_val.astype("float32"), dataset.y_val),
+        validation_data=validation,
+        validation_batch_size=PREDICT_BATCH_SIZE,
         callbacks=[callback],
         verbose=0,
     )
-    probabilities = model.predict(dataset.x_test.astype("float32"), batch_size=1024, verbose=0)
+    x_test = dataset.x_test.astype("float32")
+    probabilities = model.predict(*in_order(x_test), batch_size=PREDICT_BATCH_SIZE, verbose=0)
     return {
         # the mean, not the median: an occasional stalled epoch is a cost too
         "epoch_seconds_mean": statistics.mean(epoch_seconds[1:]),  # epoch 1 traces the graph
@@ -345,13 +342,22 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
 def compare_levers(name: str) -> dict:
     results = {}
     for lever in LEVERS:
-        backend = {"KERAS_BACKEND": LEVERS[lever].get("backend", "tensorflow")}
-        results[lever] = in_fresh_process("--lever", lever, "--dataset", name, environment=backend)
+        results[lever] = in_fresh_process("--lever", lever, "--dataset", name)
         print(lever, results[lever])
     return results
 
 
-def targets(results: dict) -> list[str]:
+def table(columns: str, rows: list[tuple]) -> str:
+    """A markdown table (columns separated by `|`), cells as given: numbers not re-parsed."""
+    frame = pd.DataFrame(rows, columns=columns.split("|"))
+    return frame.to_markdown(index=False, disable_numparse=True)
+
+
+def mean_sd(values: list[float]) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+
+def targets(results: dict) -> str:
     """The issue's targets against this run's numbers, each with met / not met."""
     train, tune = results["train"], results["tune"]
     unpruned = tune["none"]
@@ -360,7 +366,7 @@ def targets(results: dict) -> list[str]:
         for pruner, row in tune.items()
         if pruner != "none" and unpruned["best_val_accuracy"] - row["best_val_accuracy"] <= 0.01
     }
-    best_pruner = min(close, key=close.get) if close else None
+    best = min(close, key=close.get) if close else None
     rows = [
         ("train wall time <= 0.5x the bare notebook code", f"{train['time_ratio']:.2f}x",
          train["time_ratio"] <= 0.5),
@@ -369,87 +375,87 @@ def targets(results: dict) -> list[str]:
         ("time inside MLflow calls <= 5%", f"{100 * train['tracking_share_median']:.1f}%",
          train["tracking_share_median"] <= 0.05),
         ("pruning: <= 40% of the unpruned epochs, best value within 1 point",
-         f"{close[best_pruner]:.0%} ({best_pruner})" if best_pruner else "no pruner within 1 point",
-         bool(best_pruner) and close[best_pruner] <= 0.4),
+         f"{close[best]:.0%} ({best})" if best else "no pruner within 1 point",
+         bool(best) and close[best] <= 0.4),
     ]  # fmt: skip
-    lines = ["", "Targets:", "", "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {name} | {value} | {'yes' if met else 'no'} |" for name, value, met in rows]
-    return lines
+    rows = [(name, value, "yes" if met else "no") for name, value, met in rows]
+    return table("target|measured|met", rows)
+
+
+def train_table(train: dict) -> str:
+    bare = train["bare_seconds_median"]
+    seconds = {key: f"{train[key]:.1f}" for key in train if "seconds" in key}
+    share = {key: f"{100 * train[key]:.1f}%" for key in train if "share" in key}
+    rows = [
+        ("wall time (s)", f"{bare:.1f}", seconds["pipeline_seconds_median"],
+         f"{train['time_ratio']:.2f}x"),
+        ("test accuracy (mean ± sd over seeds)", mean_sd(train["bare_accuracy"]),
+         mean_sd(train["pipeline_accuracy"]), ""),
+        ("time inside MLflow calls", "—", share["tracking_share_median"], ""),
+        ("with async MLflow logging: wall time (s)", "", seconds["async_seconds_median"],
+         f"{train['async_seconds_median'] / bare:.2f}x"),
+        ("with async MLflow logging: time inside MLflow calls", "",
+         share["async_tracking_share_median"], ""),
+        ("backend=jax (opt-in): wall time (s)", "", seconds["jax_seconds_median"],
+         f"{train['jax_time_ratio']:.2f}x"),
+        ("backend=jax: first run, empty compilation cache (s)", "", seconds["jax_first_seconds"],
+         f"{train['jax_first_seconds'] / bare:.2f}x"),
+        ("backend=jax: test accuracy (mean ± sd over seeds)", "", mean_sd(train["jax_accuracy"]),
+         ""),
+        ("backend=jax: time inside MLflow calls", "", share["jax_tracking_share_median"], ""),
+    ]  # fmt: skip
+    return table("measure|bare notebook code|pipeline train|ratio", rows)
+
+
+def tune_table(tune: dict) -> str:
+    unpruned = tune["none"]
+    rows = [
+        (pruner, str(row["epochs_trained"]),
+         f"{row['epochs_trained'] / unpruned['epochs_trained']:.0%}",
+         f"{row['best_val_accuracy']:.4f}",
+         f"{100 * (row['best_val_accuracy'] - unpruned['best_val_accuracy']):+.2f}",
+         str(row["n_pruned_trials"]), f"{row['seconds']:.0f}")
+        for pruner, row in tune.items()
+    ]  # fmt: skip
+    return table(
+        "pruner|epochs trained|share of unpruned|best val_accuracy|vs unpruned (points)|"
+        "pruned trials|wall time (s)",
+        rows,
+    )
 
 
 def markdown(results: dict) -> str:
-    train, tune = results["train"], results["tune"]
-    accuracy = (
-        f"{np.mean(train['pipeline_accuracy']):.4f} ± {np.std(train['pipeline_accuracy']):.4f}"
-    )
-    bare_accuracy = f"{np.mean(train['bare_accuracy']):.4f} ± {np.std(train['bare_accuracy']):.4f}"
-    jax_accuracy = f"{np.mean(train['jax_accuracy']):.4f} ± {np.std(train['jax_accuracy']):.4f}"
-    lines = [
+    workers, runs = results["workers"], results["workers"]["runs"]
+    worker_rows = [
+        (count, f"{row['seconds']:.1f}", f"{runs['1']['seconds'] / row['seconds']:.2f}x",
+         str(row["finished"]))
+        for count, row in runs.items()
+    ]  # fmt: skip
+    lever_rows = [
+        (lever, f"{row['epoch_seconds_mean']:.2f}", f"{row['test_accuracy']:.4f}")
+        for lever, row in results["levers"].items()
+    ]
+    sections = [
         f"Machine: {results['machine']}; data: {results['dataset']}, batch 32, "
         f"{results['epochs']} epochs, median of {results['repeats']} seeds.",
-        "",
-        "| measure | bare notebook code | pipeline train | ratio |",
-        "|---|---|---|---|",
-        f"| wall time (s) | {train['bare_seconds_median']:.1f} | "
-        f"{train['pipeline_seconds_median']:.1f} | {train['time_ratio']:.2f}x |",
-        f"| test accuracy (mean ± sd over seeds) | {bare_accuracy} | {accuracy} | |",
-        f"| time inside MLflow calls | — | {100 * train['tracking_share_median']:.1f}% | |",
-        f"| with async MLflow logging: wall time (s) | | {train['async_seconds_median']:.1f} | "
-        f"{train['async_seconds_median'] / train['bare_seconds_median']:.2f}x |",
-        f"| with async MLflow logging: time inside MLflow calls | | "
-        f"{100 * train['async_tracking_share_median']:.1f}% | |",
-        f"| backend=jax (opt-in): wall time (s) | | {train['jax_seconds_median']:.1f} | "
-        f"{train['jax_time_ratio']:.2f}x |",
-        f"| backend=jax: first run, empty compilation cache (s) | | "
-        f"{train['jax_first_seconds']:.1f} | "
-        f"{train['jax_first_seconds'] / train['bare_seconds_median']:.2f}x |",
-        f"| backend=jax: test accuracy (mean ± sd over seeds) | | {jax_accuracy} | |",
-        f"| backend=jax: time inside MLflow calls | | "
-        f"{100 * train['jax_tracking_share_median']:.1f}% | |",
-        "",
+        train_table(results["train"]),
         f"Tune, {results['trials']} trials x {results['trial_epochs']} epochs, same seed:",
-        "",
-        "| pruner | epochs trained | share of unpruned | best val_accuracy | vs unpruned "
-        "(points) | pruned trials | wall time (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    unpruned = tune["none"]
-    for pruner, row in tune.items():
-        points = 100 * (row["best_val_accuracy"] - unpruned["best_val_accuracy"])
-        lines.append(
-            f"| {pruner} | {row['epochs_trained']} | "
-            f"{row['epochs_trained'] / unpruned['epochs_trained']:.0%} | "
-            f"{row['best_val_accuracy']:.4f} | {points:+.2f} | {row['n_pruned_trials']} | "
-            f"{row['seconds']:.0f} |"
-        )
-    workers = results["workers"]
-    lines += [
-        "",
+        tune_table(results["tune"]),
         f"Tune workers sharing one journal storage ({workers['dataset']}, {workers['trials']} "
         f"trials x {workers['epochs']} epochs, no pruning):",
-        "",
-        "| workers | wall time (s) | speed-up | finished trials |",
-        "|---|---|---|---|",
-    ]
-    for count, row in workers["runs"].items():
-        speedup = workers["runs"]["1"]["seconds"] / row["seconds"]
-        lines.append(f"| {count} | {row['seconds']:.1f} | {speedup:.2f}x | {row['finished']} |")
-    lines += [
-        "",
+        table("workers|wall time (s)|speed-up|finished trials", worker_rows),
         f"Training levers (one seed, {results['dataset']}, mean of the epochs after the first):",
-        "",
-        "| lever | seconds per epoch | test accuracy after 8 epochs |",
-        "|---|---|---|",
+        table("lever|seconds per epoch|test accuracy after 8 epochs", lever_rows),
+        "Targets:",
+        targets(results),
     ]
-    for lever, row in results["levers"].items():
-        lines.append(f"| {lever} | {row['epoch_seconds_mean']:.2f} | {row['test_accuracy']:.4f} |")
-    return "\n".join(lines + targets(results))
+    return "\n\n".join(sections)
 
 
 def write_readme_table(table: str):
-    text = README.read_text()
+    text = PERFORMANCE_DOC.read_text()
     pattern = re.compile(r"(<!-- bench:start -->\n).*?(<!-- bench:end -->)", re.DOTALL)
-    README.write_text(pattern.sub(lambda match: f"{match[1]}{table}\n{match[2]}", text))
+    PERFORMANCE_DOC.write_text(pattern.sub(lambda match: f"{match[1]}{table}\n{match[2]}", text))
 
 
 def main():
@@ -474,6 +480,7 @@ def main():
         print(json.dumps(jax_train(args.dataset, args.epochs, args.seed)))
         return
     name = args.dataset
+    runtime.setup("tensorflow")
     with tempfile.TemporaryDirectory() as store:
         os.chdir(store)
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"

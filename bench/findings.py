@@ -10,6 +10,7 @@ import argparse
 import re
 from pathlib import Path
 
+from pipeline import runtime
 from pipeline.config import StudyConfig
 from pipeline.data import DEBIAN_FASHION_MNIST
 from pipeline.study import study
@@ -29,6 +30,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=10)
     args = parser.parse_args()
+    runtime.setup("tensorflow")
     sections = []
     for recipe, question in QUESTIONS.items():
         config = StudyConfig(

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
+from pipeline import runtime
 from pipeline.config import EvaluateConfig, ParameterError, StudyConfig, TrainConfig, TuneConfig
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # evaluate's model loads
 
 
 def run_train(config: TrainConfig):
@@ -96,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     config_class, command, _ = COMMANDS[args.pop("command")]
     try:
         config = config_class.from_strings(args)
-        if hasattr(config, "backend"):  # Keras reads it at its first import, in the command
-            os.environ["KERAS_BACKEND"] = config.backend
+        runtime.setup(getattr(config, "backend", "tensorflow"))  # before the command imports Keras
         command(config)
     except ParameterError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -21,6 +21,7 @@ def build_model(
     recipe: str = "standard",
     learning_rate: float = 0.001,
     steps_per_execution: int = STEPS_PER_EXECUTION,
+    jit_compile: bool | str = "auto",
 ) -> keras.Model:
     layers = [keras.Input(shape=input_shape)]
     if recipe == "standard":
@@ -38,5 +39,6 @@ def build_model(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,  # auto: XLA with JAX, none for TensorFlow on a CPU
     )
     return model

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import mlflow
-import mlflow.keras
+import mlflow  # its keras flavor (mlflow.keras), with Keras, loads at first use
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Metric, Param

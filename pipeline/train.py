@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
 from pipeline import evaluation, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset, content_sha256, load_dataset
 from pipeline.model import STEPS_PER_EXECUTION, build_model
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 PREDICT_BATCH_SIZE = 1024
-JAX_CACHE = Path.home() / ".cache" / "dropout-pipeline" / "jax"
-
-# Same seed => same numbers: TF picks deterministic kernels (no measurable cost for this MLP).
-tf.config.experimental.enable_op_determinism()
-# This MLP's matmuls are too small to split across threads: one intra-op thread leaves the other
-# cores to the input pipeline and the executor (~20% faster epochs on 2 cores, same numbers).
-# It only applies before TF starts; in a process that already ran TF it stays as it was.
-with contextlib.suppress(RuntimeError):
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-# Each run builds a fresh model, so TF's "retracing" warning about it is expected noise.
-tf.get_logger().setLevel("ERROR")
-if keras.backend.backend() == "jax":
-    import jax
-
-    # XLA compiles every new model's steps (~2 s); its persistent cache serves the same
-    # executables to later runs of the same layers and rates (other seeds) from disk.
-    if not jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR chooses another
-        jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 EpochHook = Callable[[int, dict[str, float]], None]
 
@@ -106,24 +87,46 @@ def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
         )
 
 
-def training_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> tf.data.Dataset:
-    """Exactly the batches `fit(x, y, batch_size=..., shuffle=True)` draws (Keras' own array
-    adapter, so the same seed gives the same order), with tf.data autotuning off: its threads
-    make dropping each epoch's iterator stall ~1 s at random epochs on a 2-core machine.
-    The adapter is Keras-internal (keras.src), hence keras pinned to 3.15 in pyproject."""
-    adapter = ArrayDataAdapter(x, y, batch_size=batch_size, shuffle=True)
+def batches(
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    batch_size: int = PREDICT_BATCH_SIZE,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """TensorFlow's input: batches of (x, y), or of (x,), in order or, given a seed, shuffled
+    anew each epoch (the same orders for the same seed), each gathered by a batch of indices.
+    No autotuning: its threads made dropping each epoch's iterator stall ~1 s at random epochs on
+    2 cores. No parallel map: under op determinism TF 2.21 makes it sequential and logs an error
+    line ("NodeDef mentions attribute use_unbounded_threadpool"), for Keras' array batches too,
+    hence `in_order`."""
+    import tensorflow as tf
+
+    arrays = tuple(tf.constant(array) for array in (x, y) if array is not None)
+    order = tf.data.Dataset.range(len(x))
+    if seed is not None:
+        order = order.shuffle(len(x), seed, reshuffle_each_iteration=True)
+    gathered = order.batch(batch_size).map(
+        lambda indices: tuple(tf.gather(array, indices) for array in arrays)
+    )
     options = tf.data.Options()
     options.autotune.enabled = False
-    cardinality = tf.data.experimental.assert_cardinality(adapter.num_batches)  # as fit knows it
-    return adapter.get_tf_dataset().apply(cardinality).with_options(options)
+    return gathered.prefetch(1).with_options(options)
 
 
-def training_data(x: np.ndarray, y: np.ndarray, batch_size: int) -> dict:
-    """`fit`'s training data arguments: shuffled batches of `batch_size`, with TensorFlow
-    through `training_batches` (already shuffled)."""
+def training_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict:
+    """`fit`'s training data arguments: batches of `batch_size`, shuffled anew each epoch, by
+    `batches` with TensorFlow, by Keras with JAX (from the seed `train` sets)."""
     if keras.backend.backend() == "tensorflow":
-        return {"x": training_batches(x, y, batch_size), "shuffle": False}
+        return {"x": batches(x, y, batch_size, seed), "shuffle": False}
     return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+
+
+def in_order(x: np.ndarray, y: np.ndarray | None = None) -> tuple:
+    """The data of `predict` and `evaluate` (and `fit`'s `validation_data`), in order: `batches`
+    with TensorFlow, the arrays with JAX (pass `batch_size=PREDICT_BATCH_SIZE` for them)."""
+    if keras.backend.backend() == "tensorflow":
+        return (batches(x, y),)
+    return (x,) if y is None else (x, y)
 
 
 def steps_per_execution(n_examples: int, batch_size: int) -> int:
@@ -140,8 +143,8 @@ def predict_and_score(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Class probabilities of images `x` and the `test_*` metrics against labels `y`."""
     x = x.astype("float32")
-    probabilities = model.predict(x, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    loss, _ = model.evaluate(x, y, batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    probabilities = model.predict(*in_order(x), batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    loss, _ = model.evaluate(*in_order(x, y), batch_size=PREDICT_BATCH_SIZE, verbose=0)
     return probabilities, {
         "test_loss": float(loss),
         **evaluation.score_predictions(y, probabilities),
@@ -214,8 +217,10 @@ def train(
         )
         logger = EpochLogger(config.epochs, epoch_hooks)
         model.fit(
-            **training_data(dataset.x_train.astype("float32"), dataset.y_train, config.batch_size),
-            validation_data=(dataset.x_val.astype("float32"), dataset.y_val),
+            **training_data(
+                dataset.x_train.astype("float32"), dataset.y_train, config.batch_size, config.seed
+            ),
+            validation_data=in_order(dataset.x_val.astype("float32"), dataset.y_val),
             validation_batch_size=PREDICT_BATCH_SIZE,
             epochs=config.epochs,
             callbacks=[logger],

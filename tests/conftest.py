@@ -1,4 +1,5 @@
-"""Every test tracks into one throwaway SQLite store (never the user's mlflow.db)."""
+"""Every test tracks into one throwaway SQLite store (never the user's mlflow.db), in a process
+set up like the CLI's: TensorFlow backend, deterministic and quiet."""
 
 import os
 import sys
@@ -6,6 +7,10 @@ from pathlib import Path
 
 import mlflow
 import pytest
+
+from pipeline import runtime
+
+runtime.setup("tensorflow")  # before any test module imports Keras
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -22,6 +27,10 @@ def tracking_store(tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     # subprocesses run `python` from PATH (mlflow run does): make it this interpreter
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    # and import this checkout's pipeline, not another one installed in the environment
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")))
+    )
     yield store
     os.chdir(previous_cwd)
 

