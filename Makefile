@@ -33,6 +33,7 @@ test: install
 bench: install  ## timings and slow acceptance checks; writes bench/results.{md,json}
 	$(PYTHON) -m pytest -m slow bench/ $(ARGS)
 	$(PYTHON) bench/bench.py
+	$(PYTHON) bench/bench_replicas.py
 
 findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs); writes README's Findings
 	$(PYTHON) bench/findings.py $(ARGS)

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -84,3 +85,35 @@ def test_evaluate_compares_dropout_with_the_baseline(store, train_runs):
     print(report)
     assert "paired bootstrap 95% CI" in report and "McNemar" in report
     assert 0 <= compared.data.metrics["mcnemar_p_value"] <= 1
+
+
+def study_seconds(store, replicas: int) -> tuple[float, dict[str, float], list]:
+    """`pipeline study --dataset fashion_mnist --epochs 3 --seeds 4 --replicas N`: wall time,
+    per-config mean test accuracy and the child runs."""
+    name = f"acceptance-replicas-{replicas}"
+    command = [sys.executable, "-m", "pipeline", "study", "--dataset", "fashion_mnist"]
+    command += ["--epochs", "3", "--seeds", "4", "--replicas", str(replicas), "--study-name", name]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    experiment = store.get_experiment_by_name("dropout-mlp-fashion_mnist").experiment_id
+    runs = store.search_runs([experiment], f"tags.study = '{name}'")
+    children = [run for run in runs if "mlflow.parentRunId" in run.data.tags]
+    accuracy = {}
+    for run in children:
+        accuracy.setdefault(run.data.tags["study_config"], []).append(
+            run.data.metrics["test_accuracy"]
+        )
+    return seconds, {config: sum(v) / len(v) for config, v in accuracy.items()}, children
+
+
+def test_a_study_with_8_replicas_takes_at_most_half_the_time(store):
+    one_seconds, one_accuracy, one_children = study_seconds(store, 1)
+    many_seconds, many_accuracy, many_children = study_seconds(store, 8)
+    print(f"replicas=1 {one_seconds:.1f} s {one_accuracy}; 8: {many_seconds:.1f} s {many_accuracy}")
+    for children in (one_children, many_children):
+        assert len(children) == 8 and all(run.info.status == "FINISHED" for run in children)
+    assert many_seconds <= 0.5 * one_seconds
+    for config, value in one_accuracy.items():
+        assert many_accuracy[config] == pytest.approx(value, abs=0.015)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import evaluation, statistics, tracking
+from pipeline import figures, scoring, significance, tracking
 from pipeline.config import CHAMPION_ALIAS, EvaluateConfig, ModelDataConfig
 from pipeline.data import Dataset, load_dataset
 from pipeline.train import log_classification_artifacts, log_dataset, predict_and_score
@@ -104,8 +104,8 @@ def _check_baseline_data(baseline: LoadedModel, config: EvaluateConfig, dataset:
 
 def _score(loaded: LoadedModel, dataset: Dataset) -> Scored:
     probabilities, metrics = predict_and_score(loaded.model, dataset.x_test, dataset.y_test)
-    table = evaluation.calibration_bins(dataset.y_test, probabilities)
-    metrics["test_expected_calibration_error"] = evaluation.expected_calibration_error(table)
+    table = scoring.calibration_bins(dataset.y_test, probabilities)
+    metrics["test_expected_calibration_error"] = scoring.expected_calibration_error(table)
     return Scored(probabilities, metrics)
 
 
@@ -113,11 +113,11 @@ def compare(y_true: np.ndarray, model: Scored, baseline: Scored, seed: int = 0) 
     """Paired comparison of two models' predictions on the same examples."""
     correct_model = model.probabilities.argmax(axis=1) == y_true
     correct_baseline = baseline.probabilities.argmax(axis=1) == y_true
-    mcnemar = statistics.mcnemar_exact(correct_model, correct_baseline)
+    mcnemar = significance.mcnemar_exact(correct_model, correct_baseline)
     return {
         "baseline_test_accuracy": baseline.metrics["test_accuracy"],
         "baseline_test_macro_f1": baseline.metrics["test_macro_f1"],
-        **statistics.paired_accuracy_difference(correct_model, correct_baseline, seed),
+        **significance.paired_accuracy_difference(correct_model, correct_baseline, seed),
         "mcnemar_p_value": mcnemar["mcnemar_p_value"],
         "only_model_correct": mcnemar["only_candidate_correct"],
         "only_baseline_correct": mcnemar["only_reference_correct"],
@@ -171,13 +171,13 @@ training seeds. Whether a config (not a model) is better is what `mlflow run . -
 def _log_scored(scored: Scored, dataset: Dataset, title: str):
     tracking.log_metrics(scored.metrics)
     log_classification_artifacts(dataset.y_test, scored.probabilities, dataset.class_names, title)
-    table = evaluation.calibration_bins(dataset.y_test, scored.probabilities)
+    table = scoring.calibration_bins(dataset.y_test, scored.probabilities)
     tracking.log_text(table.to_csv(index=False), "calibration.csv")
     tracking.log_figure(
-        evaluation.reliability_diagram_figure(table, f"Reliability diagram - {title}"),
+        figures.reliability_diagram_figure(table, f"Reliability diagram - {title}"),
         "reliability_diagram.png",
     )
-    figure = evaluation.misclassified_figure(
+    figure = figures.misclassified_figure(
         dataset.x_test, dataset.y_test, scored.probabilities, dataset.class_names,
         MISCLASSIFIED_SHOWN, f"Most confidently misclassified - {title}",
     )  # fmt: skip
@@ -194,13 +194,13 @@ def _log_comparison(
     tracking.log_metrics(comparison)
     tracking.log_dict(comparison, "comparison.json")
     tables = [
-        evaluation.confusion_matrix_table(
+        scoring.confusion_matrix_table(
             dataset.y_test, scored.probabilities.argmax(axis=1), dataset.class_names
         )
         for scored in scores
     ]
     tracking.log_figure(
-        evaluation.confusion_matrix_comparison_figure(*tables, names),
+        figures.confusion_matrix_comparison_figure(*tables, names),
         "confusion_matrix_comparison.png",
     )
     markdown = comparison_markdown(names, *scores, comparison, config.alpha, len(dataset.y_test))

@@ -18,10 +18,10 @@ import keras
 import numpy as np
 import psutil
 
-from pipeline import evaluation, tracking
+from pipeline import figures, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset
-from pipeline.model import build_model
+from pipeline.replica_data import epoch_orders, replica_arrays, training_data
 from pipeline.replica_model import (
     build_replica_model,
     copy_replica_weights,
@@ -31,6 +31,8 @@ from pipeline.train import (
     PREDICT_BATCH_SIZE,
     TrainingDiverged,
     TrainResult,
+    config_model,
+    in_order,
     log_dataset,
     log_test_results,
     steps_per_execution,
@@ -110,19 +112,8 @@ def build(members: Sequence[Member]) -> keras.Model:
     )
     for replica, member in enumerate(members):
         keras.utils.set_random_seed(member.config.seed)
-        set_replica_weights(model, replica, build_model(*args, member.config.dropout_rates))
+        set_replica_weights(model, replica, config_model(member.config, member.dataset))
     return model
-
-
-def _epoch_data(members: Sequence[Member], epoch: int) -> tuple[np.ndarray, dict]:
-    """Each member's training set in its own order for this epoch (seeded by its seed)."""
-    orders = [
-        np.random.default_rng((member.config.seed, epoch)).permutation(len(member.dataset.x_train))
-        for member in members
-    ]
-    x = _stacked([m.dataset.x_train[order] for m, order in zip(members, orders, strict=True)])
-    y = _stacked([m.dataset.y_train[order] for m, order in zip(members, orders, strict=True)])
-    return x, y
 
 
 def _fail(member: Member, reason: str, status: str = "FAILED"):
@@ -153,18 +144,22 @@ def _log_epoch(members: Sequence[Member], history: dict, epoch: int, seconds: fl
 
 def _fit(model: keras.Model, members: Sequence[Member], hooks: Sequence[GroupHook]):
     config = members[0].config
-    x_val = _stacked([member.dataset.x_val for member in members])
-    y_val = _stacked([member.dataset.y_val for member in members])
+    validation = in_order(
+        _stacked([member.dataset.x_val for member in members]),
+        _stacked([member.dataset.y_val for member in members]),
+    )
+    arrays = replica_arrays(
+        [member.dataset.x_train for member in members],
+        [member.dataset.y_train for member in members],
+    )
+    seeds, examples = [member.config.seed for member in members], len(members[0].dataset.x_train)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        x, y = _epoch_data(members, epoch)
+        orders = epoch_orders(seeds, examples, epoch)
         history = model.fit(
-            x,
-            y,
-            batch_size=config.batch_size,
-            validation_data=(x_val, y_val),
+            **training_data(arrays, orders, config.batch_size),
+            validation_data=validation,
             validation_batch_size=PREDICT_BATCH_SIZE,
-            shuffle=False,
             verbose=0,
         ).history
         logged = _log_epoch(members, history, epoch, time.perf_counter() - started)
@@ -182,18 +177,12 @@ def _finish(model: keras.Model, replica: int, member: Member) -> TrainResult:
     with tracking.continued(member.run_id):
         log_dataset(dataset)
         tracking.log_figure(
-            evaluation.learning_curves_figure(member.history, config.run_name),
+            figures.learning_curves_figure(member.history, config.run_name),
             "learning_curves.png",
         )
-        single = build_model(
-            dataset.x_train.shape[1:],
-            len(dataset.class_names),
-            config.hidden_units,
-            config.dropout_rates,
-            config.recipe,
-            config.learning_rate,
-        )
+        single = config_model(config, dataset)
         copy_replica_weights(model, replica, single)
+        single.optimizer.build(single.trainable_variables)  # saved as a loaded model expects
         test_metrics = log_test_results(single, dataset, config.run_name)
     return TrainResult(member.run_id, member.history, test_metrics)
 

@@ -28,6 +28,7 @@ def setup(backend: str = "tensorflow"):
     os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO and WARNING lines
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # model downloads
+    os.environ.setdefault("MPLBACKEND", "Agg")  # figures are files: no display needed
     if backend == "jax":
         _setup_jax()  # and no TensorFlow: importing it costs ~3 s
     else:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline import evaluation, statistics, tracking
+from pipeline import figures, significance, tracking
 from pipeline.config import StudyConfig, TrainConfig, format_param
 from pipeline.data import Dataset, load_dataset
 from pipeline.replicas import Member, check_fits, train_members
@@ -104,7 +104,7 @@ def summary_table(configs: dict[str, TrainConfig], results: list[SeedResult]) ->
         row["mean_rate"] = float(np.mean(rates))
         for metric in SUMMARY_METRICS:
             values = [result.metrics[metric] for result in results if result.config == name]
-            mean, low, high = statistics.mean_confidence_interval(values)
+            mean, low, high = significance.mean_confidence_interval(values)
             row.update(
                 {
                     f"{metric}_mean": mean,
@@ -129,7 +129,7 @@ def comparison_table(
     rows = []
     for reference, candidate in itertools.combinations(by_config, 2):
         for metric in COMPARED_METRICS:
-            comparison = statistics.paired_comparison(
+            comparison = significance.paired_comparison(
                 [r.metrics[metric] for r in by_config[reference]],
                 [r.metrics[metric] for r in by_config[candidate]],
                 alpha=alpha,
@@ -246,13 +246,13 @@ def log_results(
     summary = summary_table(configs, results)
     comparisons = comparison_table(list(configs), results, config.alpha, config.seed)
     text = answer(config, summary, comparisons)
-    curves_figure = evaluation.learning_curve_bands_figure(
+    curves_figure = figures.learning_curve_bands_figure(
         curve_arrays(list(configs), results), f"{config.name}: mean ± std over {config.seeds} seeds"
     )
     tracking.log_text(report_html(text, summary, comparisons, curves_figure), "report.html")
     tracking.log_figure(curves_figure, "learning_curves.png")
     if len(configs) >= 3:
-        tracking.log_figure(evaluation.dose_response_figure(summary), "dose_response.png")
+        tracking.log_figure(figures.dose_response_figure(summary), "dose_response.png")
     tracking.log_text(summary.to_csv(index=False), "summary.csv")
     tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
     tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from pipeline import evaluation, tracking
+from pipeline import figures, scoring, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset, content_sha256, load_dataset
 from pipeline.model import STEPS_PER_EXECUTION, build_model
@@ -138,6 +138,21 @@ def steps_per_execution(n_examples: int, batch_size: int) -> int:
     return STEPS_PER_EXECUTION
 
 
+def config_model(
+    config: TrainConfig, dataset: Dataset, steps: int = STEPS_PER_EXECUTION
+) -> keras.Model:
+    """The config's model for the dataset's images and classes (`build_model`)."""
+    return build_model(
+        dataset.x_train.shape[1:],
+        len(dataset.class_names),
+        config.hidden_units,
+        config.dropout_rates,
+        config.recipe,
+        config.learning_rate,
+        steps,
+    )
+
+
 def predict_and_score(
     model: keras.Model, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, dict[str, float]]:
@@ -147,7 +162,7 @@ def predict_and_score(
     loss, _ = model.evaluate(*in_order(x, y), batch_size=PREDICT_BATCH_SIZE, verbose=0)
     return probabilities, {
         "test_loss": float(loss),
-        **evaluation.score_predictions(y, probabilities),
+        **scoring.score_predictions(y, probabilities),
     }
 
 
@@ -164,13 +179,13 @@ def log_classification_artifacts(
 ):
     """The classification report (txt, json) and confusion matrix (csv, png) of the active run."""
     y_pred = probabilities.argmax(axis=1)
-    text, report = evaluation.classification_report(y_true, y_pred, class_names)
+    text, report = scoring.classification_report(y_true, y_pred, class_names)
     tracking.log_text(text, "classification_report.txt")
     tracking.log_dict(report, "classification_report.json")
-    table = evaluation.confusion_matrix_table(y_true, y_pred, class_names)
+    table = scoring.confusion_matrix_table(y_true, y_pred, class_names)
     tracking.log_text(table.to_csv(), "confusion_matrix.csv")
     tracking.log_figure(
-        evaluation.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
+        figures.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
         "confusion_matrix.png",
     )
 
@@ -206,14 +221,8 @@ def train(
         log_dataset(dataset)
         keras.backend.clear_session()  # a fresh graph per run: no retracing across runs
         keras.utils.set_random_seed(config.seed)
-        model = build_model(
-            dataset.x_train.shape[1:],
-            len(dataset.class_names),
-            config.hidden_units,
-            config.dropout_rates,
-            config.recipe,
-            config.learning_rate,
-            steps_per_execution(len(dataset.x_train), config.batch_size),
+        model = config_model(
+            config, dataset, steps_per_execution(len(dataset.x_train), config.batch_size)
         )
         logger = EpochLogger(config.epochs, epoch_hooks)
         model.fit(
@@ -229,7 +238,7 @@ def train(
         if logger.divergence:
             raise TrainingDiverged(logger.divergence)
         tracking.log_figure(
-            evaluation.learning_curves_figure(logger.history, config.run_name),
+            figures.learning_curves_figure(logger.history, config.run_name),
             "learning_curves.png",
         )
         test_metrics = log_test_results(model, dataset, config.run_name)

@@ -198,6 +198,13 @@ def summarize(
             f"Best val_accuracy {study.best_value:.4f} with dropout_rates {rates} "
             f"(trial {study.best_trial.number})."
         )
+        per_seed = study.best_trial.user_attrs.get("seed_best_val_accuracy", [])
+        if len(per_seed) > 1:
+            lines.append(
+                f"Over its {len(per_seed)} seeds the best trial's best val_accuracy was "
+                f"{np.mean(per_seed):.4f} ± {np.std(per_seed, ddof=1):.4f} (sd; from "
+                f"{min(per_seed):.4f} to {max(per_seed):.4f})."
+            )
     if final is not None:
         lines.append("\n" + describe_final(*final, config.final_seeds))
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from pipeline.config import StudyConfig, TrainConfig
-from pipeline.statistics import mean_confidence_interval, paired_comparison
+from pipeline.significance import mean_confidence_interval, paired_comparison
 from pipeline.study import SUMMARY_METRICS, SeedResult, comparison_table, study, summary_table
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")

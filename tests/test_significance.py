@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.statistics import mcnemar_exact, paired_accuracy_difference
+from pipeline.significance import mcnemar_exact, paired_accuracy_difference
 
 
 def correctness(both: int, only_candidate: int, only_reference: int, neither: int):
