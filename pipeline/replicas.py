@@ -41,10 +41,23 @@ from pipeline.train import (
 from pipeline.validation import Config
 
 # What members of one group must share: the shape of the one model they train as.
-SHAPE = ("dataset", "data_dir", "hidden_units", "epochs", "batch_size", "validation_split")
-SHAPE += ("recipe", "backend")
-KERAS_NAMES = {"loss": "xent", "accuracy": "accuracy", "val_loss": "val_xent"}
-KERAS_NAMES["val_accuracy"] = "val_accuracy"  # the replica model's vector metrics
+SHAPE = (
+    "dataset",
+    "data_dir",
+    "hidden_units",
+    "epochs",
+    "batch_size",
+    "validation_split",
+    "recipe",
+    "backend",
+)
+# A train run's per-epoch metric: the replica model's vector metric that holds it.
+KERAS_NAMES = {
+    "loss": "xent",
+    "accuracy": "accuracy",
+    "val_loss": "val_xent",
+    "val_accuracy": "val_accuracy",
+}
 GroupHook = Callable[[int, list[dict[str, float]]], None]  # epoch, each live member's metrics
 
 
