@@ -15,9 +15,9 @@ def epoch_orders(seeds: Sequence[int], n: int, epoch: int) -> np.ndarray:
 
 
 def replica_arrays(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> tuple:
-    """The replicas' training sets as x (K, n, ...) and y (K, n): TensorFlow constants made
-    once (not copied every epoch), numpy arrays for JAX."""
-    arrays = (np.stack(images), np.stack(labels))
+    """The replicas' training sets one after another, x (K * n, ...) and y (K * n,) int32:
+    TensorFlow constants made once (not copied every epoch), numpy arrays for JAX."""
+    arrays = (np.concatenate(images), np.concatenate(labels).astype(np.int32))
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
@@ -25,27 +25,29 @@ def replica_arrays(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -
     return arrays
 
 
-def _gathered(x_all, y_all, orders: np.ndarray, batch_size: int):
-    """TensorFlow's input: batches of `orders` rows, each replica's examples gathered from its
-    own arrays in the graph; no autotuning (see `pipeline.train.batches`)."""
-    import tensorflow as tf
+def _rows(orders: np.ndarray) -> np.ndarray:
+    """(n, K) orders as rows of the concatenated arrays: replica k's start at k * n."""
+    return orders + np.arange(orders.shape[1], dtype=np.int32) * len(orders)
 
-    def gather(indices):  # (batch, K) -> x (batch, K, ...), y (batch, K)
-        columns = tf.transpose(indices)
-        x = tf.gather(x_all, columns, axis=1, batch_dims=1)
-        y = tf.gather(y_all, columns, axis=1, batch_dims=1)
-        return tf.experimental.numpy.moveaxis(x, 0, 1), tf.transpose(y)
+
+def _gathered(x_all, y_all, orders: np.ndarray, batch_size: int):
+    """TensorFlow's input: batches of `orders` rows, gathered from the constants in the graph;
+    no autotuning (see `pipeline.train.batches`)."""
+    import tensorflow as tf
 
     options = tf.data.Options()
     options.autotune.enabled = False
-    order = tf.data.Dataset.from_tensor_slices(orders).batch(batch_size)
-    return order.map(gather).prefetch(1).with_options(options)
+    rows = tf.data.Dataset.from_tensor_slices(_rows(orders)).batch(batch_size)
+    gathered = rows.map(  # cast here: in the model, grappler moves a uint8 transpose into
+        # oneDNN, which logs an error line on CPUs without AVX-512
+        lambda batch: (tf.cast(tf.gather(x_all, batch), "float32"), tf.gather(y_all, batch))
+    )
+    return gathered.prefetch(1).with_options(options)
 
 
 def training_data(arrays: tuple, orders: np.ndarray, batch_size: int) -> dict:
     """`fit`'s training data for one epoch of `orders` (from `epoch_orders`)."""
     if keras.backend.backend() == "tensorflow":
         return {"x": _gathered(*arrays, orders, batch_size), "shuffle": False}
-    replica = np.arange(orders.shape[1])
-    x, y = (array[replica, orders] for array in arrays)
+    x, y = (array[_rows(orders)] for array in arrays)
     return {"x": x, "y": y, "batch_size": batch_size, "shuffle": False}

@@ -106,8 +106,8 @@ def build_replica_model(
     """One model of len(seeds) replicas; replica k has `dropout_rates[k]` (one per hidden
     layer), `learning_rates[k]`, and draws its dropout masks from `seeds[k]`."""
     replicas = len(seeds)
-    inputs = keras.Input(shape=(replicas, *input_shape), dtype="uint8")  # 4x less to feed
-    x = ops.reshape(ops.cast(inputs, "float32"), (-1, replicas, int(np.prod(input_shape))))
+    inputs = keras.Input(shape=(replicas, *input_shape))
+    x = ops.reshape(inputs, (-1, replicas, int(np.prod(input_shape))))
     x = ops.transpose(x, (1, 0, 2))  # replica axis first: batched matmuls
     if recipe == "standard":
         x = x / 255.0
