@@ -17,8 +17,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config import CHAMPION_ALIAS, TrainConfig, TuneConfig, format_param
+from pipeline.config import TrainConfig, TuneConfig, format_param
 from pipeline.data import Dataset, load_dataset
+from pipeline.params import CHAMPION_ALIAS
 from pipeline.train import TrainingDiverged, train
 from pipeline.tune_results import (
     best_rates,
@@ -166,7 +167,7 @@ def summarize(
 def tune(config: TuneConfig, dataset: Dataset | None = None) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
     dataset = dataset or load_dataset(config)
-    storage = create_storage(config)
+    storage = create_storage(config.storage, config.heartbeat_interval, config.grace_period)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     study, created = open_study(storage, config.name, sampler, pruner)
     fail_dead_trials(study, storage)

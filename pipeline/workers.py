@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from pipeline import tracking
-from pipeline.config import RDB_STORAGE_SCHEMES, ParameterError, TuneConfig
+from pipeline.config import ParameterError
+from pipeline.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -53,8 +54,8 @@ def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     """The MLflow child run of a trial that died with its process: FAILED, not RUNNING."""
     parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_run_id:
+        reason = "its worker process died; the Optuna trial was marked FAIL"
         for run in tracking.child_runs(parent_run_id, {"trial_number": str(trial.number)}):
-            reason = "its worker process died; the Optuna trial was marked FAIL"
             tracking.end_stale_run(run.info.run_id, reason)
 
 
@@ -64,15 +65,17 @@ def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
-def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
+def open_rdb_storage(
+    url: str, heartbeat_interval: int, grace_period: int, attempts: int = 3
+) -> RDBStorage:
     """Workers starting together on a new database race to create Optuna's tables: the losers'
     "duplicate key" or "relation already exists" goes away once the tables exist."""
     for attempt in range(attempts):
         try:
             return RDBStorage(
-                config.storage,
-                heartbeat_interval=config.heartbeat_interval,
-                grace_period=config.grace_period,
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
                 heartbeat_stale_trial_callback=_retry_stale_trial,
             )
         except (IntegrityError, ProgrammingError):
@@ -81,17 +84,21 @@ def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
             time.sleep(1)
 
 
-def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if config.storage.startswith(RDB_STORAGE_SCHEMES):
+def create_storage(
+    storage: str,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL.default,
+    grace_period: int = GRACE_PERIOD.default,
+) -> optuna.storages.BaseStorage:
+    """The `storage` param's Optuna storage: an RDB URL (with heartbeats), `journal:<path>`, or
+    empty: a journal file beside the local tracking store."""
+    if storage.startswith(RDB_STORAGE_SCHEMES):
         try:
-            return open_rdb_storage(config)
+            return open_rdb_storage(storage, heartbeat_interval, grace_period)
         except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
             raise ParameterError(
-                f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
+                f"Cannot open the Optuna storage {storage!r}: {error}".splitlines()[0]
             ) from None
-    path = config.storage.removeprefix("journal:") or str(
-        tracking.local_store_dir() / "optuna.journal"
-    )
+    path = storage.removeprefix("journal:") or str(tracking.local_store_dir() / "optuna.journal")
     return JournalStorage(JournalFileBackend(path))
 
 
