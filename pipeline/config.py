@@ -72,6 +72,12 @@ class ModelDataConfig(Config):
         Interval(float, 0, 1, closed="neither"),
         "stratified share of the training set held out for validation",
     ).field()
+    train_size: int = Param(
+        0, NON_NEGATIVE, "training examples kept (stratified) after the validation split; 0: all"
+    ).field()
+    max_norm: float = Param(
+        0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off"
+    ).field()
     seed: int = SEED.field()
     recipe: str = Param(
         "standard",

@@ -261,7 +261,8 @@ def study(config: StudyConfig) -> str:
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
-    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}
+    # a train_size the data cannot give: exit 2 naming study's param, before any run exists
+    datasets = {seed: load_dataset(dataclasses.replace(config, seed=seed)) for seed in seeds}
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }
