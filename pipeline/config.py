@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pipeline.factors import Grid
 from pipeline.params import (
     ALPHA,
     ANY_TEXT,
@@ -19,6 +20,7 @@ from pipeline.params import (
     DATASET,
     DATASETS,
     GRACE_PERIOD,
+    GRID_FACTORS,
     HEARTBEAT_INTERVAL,
     NON_NEGATIVE,
     NON_NEGATIVE_FLOAT,
@@ -98,6 +100,9 @@ class ModelDataConfig(Config):
             field.name: getattr(self, field.name) for field in dataclasses.fields(ModelDataConfig)
         }
         return TrainConfig(**{**shared, **changes})
+
+
+GRID = Grid(ModelDataConfig, GRID_FACTORS)
 
 
 def _one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bool:
@@ -211,6 +216,18 @@ class StudyConfig(ModelDataConfig):
             lambda c: all(_one_rate_per_layer(rates, c) for _, rates in c.named_configs),
             {"configs": "a=0,0;b=0.5,0"},
         ),
+        Rule(
+            "grid",
+            "a grid whose hidden_units levels have one layer per config rate",
+            lambda c: all(len(units) == len(c.hidden_units) for units in c.levels("hidden_units")),
+            {"grid": "hidden_units=100-50"},
+        ),
+        Rule(
+            "storage",
+            "empty without a grid",
+            lambda c: bool(c.grid) or not c.storage,
+            {"storage": "journal:study.journal"},
+        ),
     )
 
     configs: str = Param(
@@ -222,16 +239,31 @@ class StudyConfig(ModelDataConfig):
         5, Interval(int, 2, None, closed="left"), "paired seeds per config (seed, seed+1, …)"
     ).field()
     alpha: float = ALPHA.field()
-    study_name: str = STUDY_NAME.field(help="parent run name; empty: <dataset>-<recipe>-<names>")
+    study_name: str = STUDY_NAME.field(
+        help="parent run name; empty: <dataset>-<recipe>-<names>, with -grid for a grid"
+    )
+    grid: str = Param(
+        "",
+        GRID,
+        "run the study in every cell of a grid over train params, e.g. "
+        "train_size=1000,5000,0;epochs=10,100 (factors crossed; a nested parent run per cell); "
+        "empty: one study",
+    ).field(parse=GRID.canonical)
+    storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
 
     @property
     def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:
         return parse_named_lists(self.configs)
 
+    def levels(self, factor: str) -> list:
+        """The grid's levels of one factor (none when it is not a factor)."""
+        return dict(GRID.factors(self.grid)).get(factor, [])
+
     @property
     def name(self) -> str:
         names = "-vs-".join(name for name, _ in self.named_configs)
-        return self.study_name or f"{self.dataset}-{self.recipe}-{names}"
+        grid = "-grid" if self.grid else ""
+        return self.study_name or f"{self.dataset}-{self.recipe}-{names}{grid}"
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,10 @@ class SeedResult:
 
 
 def study_key(config: StudyConfig) -> str:
-    """Identifies a study by all its params: the same params find the same parent run."""
-    return hashlib.sha256(repr(sorted(config.to_params().items())).encode()).hexdigest()[:16]
+    """Identifies a study by its params: the same params find the same parent run (all but the
+    storage, which workers of one grid may reach by different URLs)."""
+    params = {key: value for key, value in config.to_params().items() if key != "storage"}
+    return hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:16]
 
 
 def seed_result(name: str, seed: int, metrics: dict, history: dict) -> SeedResult:

@@ -51,11 +51,14 @@ def is_alive(worker: str) -> bool:
 
 
 def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """The MLflow child run of a trial that died with its process: FAILED, not RUNNING."""
+    """The MLflow child run of a trial that died with its process, and the runs nested in it
+    (a grid cell's): FAILED, not RUNNING."""
     parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_run_id:
         reason = "its worker process died; the Optuna trial was marked FAIL"
         for run in tracking.child_runs(parent_run_id, {"trial_number": str(trial.number)}):
+            for nested in tracking.child_runs(run.info.run_id):
+                tracking.end_stale_run(nested.info.run_id, reason)
             tracking.end_stale_run(run.info.run_id, reason)
 
 
@@ -153,6 +156,20 @@ def claim_trial(trial: optuna.Trial, n_trials: int):
         trial.set_user_attr(SURPLUS_ATTR, True)
         trial.study.stop()
         raise SurplusTrial(f"{n_trials} trials are finished or running in other workers")
+
+
+def claim_grid_point(trial: optuna.Trial):
+    """Record this worker on a grid trial; raise SurplusTrial (and stop this worker's loop) when
+    another trial holds the same params, complete or running: Optuna's GridSampler suggests
+    running points again once no point is left unvisited, and a cell is trained once."""
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    others = trial.study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+    )
+    if any(other.number != trial.number and other.params == trial.params for other in others):
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        trial.study.stop()
+        raise SurplusTrial(f"{trial.params} is done or running in another trial")
 
 
 def fail_interrupted_trials(study: optuna.Study):

@@ -22,6 +22,10 @@ def tracking_store(tmp_path_factory):
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
     # subprocesses run `python` from PATH (mlflow run does): make it this interpreter
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    # and import the pipeline of this checkout, not one installed elsewhere (a shared venv)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])
+    )
     yield store
     os.chdir(previous_cwd)
 
