@@ -125,8 +125,8 @@ def log_map(config: StudyConfig, cell_results: list[tuple[dict, list[SeedResult]
     table = regime_map.regime_table(factors, cell_results, names, config.alpha, config.seed)
     text = "\n\n".join(regime_map.findings(config, factors, table))
     title = (
-        f"{config.name}\ntest accuracy difference to the reference in points, [95% CI] and "
-        f"Holm-corrected verdict, over {config.seeds} paired seeds"
+        f"{config.name}: test accuracy, candidate - reference (points)\n"
+        f"mean [95% CI] and Holm-corrected verdict over {config.seeds} paired seeds"
     )
     figure = regime_map.regime_figure(table, factors, title)
     tracking.log_text(table.to_csv(index=False), "regime_map.csv")

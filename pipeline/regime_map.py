@@ -91,11 +91,11 @@ def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figu
         for candidate in rows["candidate"].unique()
         for combination in itertools.product(*(levels[name] for name in extra))
     ]
-    limit = max(100 * rows["mean_difference"].abs().max(), 0.5) * 1.3
+    limit = max(200 * rows["mean_difference"].abs().max(), 1.0)  # light colors: legible text
     figure, axes = plt.subplots(
         1,
         len(panels),
-        figsize=(1.5 + 2.2 * len(x_levels) * len(panels), 1.6 + 1.1 * len(y_levels)),
+        figsize=(max(7.0, 1.5 + 2.2 * len(x_levels) * len(panels)), 1.8 + 1.1 * len(y_levels)),
         squeeze=False,
         layout="constrained",
     )
@@ -120,10 +120,11 @@ def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figu
         axis.set_xlabel(x_name)
         axis.set_yticks(range(len(y_levels)), [display(y_name, y) for y in y_levels])
         axis.set_ylabel(y_name or "")
+        axis.tick_params(axis="y", left=bool(y_name))
         extra_words = "".join(f", {name} {display(name, level)}" for name, level in fixed.items())
         axis.set_title(f"{candidate} - {rows['reference'].iloc[0]}{extra_words}", fontsize="medium")
     figure.colorbar(image, ax=axes[0], label="test accuracy difference (points)", shrink=0.9)
-    figure.suptitle(title)
+    figure.suptitle(title, fontsize="medium")
     return figure
 
 
