@@ -36,19 +36,13 @@ class Grid(Constraint):
             name, equals, levels = (part.strip() for part in entry.partition("="))
             if not equals or name not in self.fields:
                 raise ValueError(entry)
-            field = self.fields[name]
-            is_list = field.type.startswith("tuple")
-            parse = PARSERS[field.type]
-            factors.append(
-                (
-                    name,
-                    [
-                        parse(level.strip().replace("-", ",") if is_list else level.strip())
-                        for level in levels.split(",")
-                    ],
-                )
-            )
+            factors.append((name, [self.level(name, level) for level in levels.split(",")]))
         return factors
+
+    def level(self, name: str, text: str) -> Any:
+        """One level as its param's value (a list's items joined by '-'); ValueError if not."""
+        kind, text = self.fields[name].type, text.strip()
+        return PARSERS[kind](text.replace("-", ",") if kind.startswith("tuple") else text)
 
     def canonical(self, text: str) -> str:
         """`text` in canonical spelling (the param's parser); ValueError when malformed."""
