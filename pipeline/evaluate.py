@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline import figures, scoring, significance, tracking
-from pipeline.config import CHAMPION_ALIAS, EvaluateConfig, ModelDataConfig
+from pipeline.config import EvaluateConfig, ModelDataConfig
 from pipeline.data import Dataset, load_dataset
+from pipeline.params import CHAMPION_ALIAS
 from pipeline.train import log_classification_artifacts, log_dataset, predict_and_score
 
 MISCLASSIFIED_SHOWN = 25

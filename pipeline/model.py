@@ -22,13 +22,17 @@ def build_model(
     learning_rate: float = 0.001,
     steps_per_execution: int = STEPS_PER_EXECUTION,
     jit_compile: bool | str = "auto",
+    max_norm: float = 0.0,
 ) -> keras.Model:
+    """`max_norm` > 0 bounds the norm of each hidden unit's incoming weights (Keras' MaxNorm on
+    the kernel's input axis), the constraint the dropout paper pairs with dropout."""
+    constraint = keras.constraints.MaxNorm(max_norm) if max_norm else None
     layers = [keras.Input(shape=input_shape)]
     if recipe == "standard":
         layers.append(keras.layers.Rescaling(1 / 255))
     layers.append(keras.layers.Flatten())
     for units, rate in zip(hidden_units, dropout_rates, strict=True):
-        layers.append(keras.layers.Dense(units, activation="relu"))
+        layers.append(keras.layers.Dense(units, activation="relu", kernel_constraint=constraint))
         if rate > 0:
             layers.append(keras.layers.Dropout(rate))
     output_activation = "softmax" if recipe == "standard" else "sigmoid"

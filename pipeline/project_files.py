@@ -14,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 from pipeline.cli import COMMANDS, option_name
+from pipeline.config import ModelDataConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MLPROJECT_HEADER = """\
@@ -47,10 +48,18 @@ def mlproject() -> str:
 
 
 def params_table(command: str) -> str:
-    """The README table of an entry point's params: name, default, meaning."""
+    """The README table of an entry point's params: name, default, meaning. Tune's and study's
+    tables name the train params they share instead of repeating them."""
     rows = ["| name | default | meaning |", "|---|---|---|"]
-    defaults = COMMANDS[command][0].defaults()
+    config_class = COMMANDS[command][0]
+    shared = set()
+    if command != "train" and issubclass(config_class, ModelDataConfig):
+        shared = {field.name for field in dataclasses.fields(ModelDataConfig)}
+        rows.append("| *train's* | | every param of train but `dropout_rates`, same defaults |")
+    defaults = config_class.defaults()
     for field in _fields(command):
+        if field.name in shared:
+            continue
         default = f"`{defaults[field.name]}`" if defaults[field.name] else '`""`'
         meaning = field.metadata["help"].replace("|", "\\|")
         rows.append(f"| {field.name} | {default} | {meaning} |")

@@ -69,6 +69,18 @@ def paired_comparison(reference, candidate, alpha: float = 0.05, seed: int = 0) 
     }
 
 
+def holm_adjusted(p_values) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values of a family of tests: the k-th smallest p times the
+    m - k + 1 tests not yet rejected, never below an earlier one's, capped at 1. A test is
+    rejected at family-wise error rate alpha when its adjusted p-value is below alpha."""
+    p_values = np.asarray(p_values, dtype=float)
+    order = np.argsort(p_values, kind="stable")
+    scaled = (len(p_values) - np.arange(len(p_values))) * p_values[order]
+    adjusted = np.empty_like(p_values)
+    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return adjusted
+
+
 def mcnemar_exact(correct_candidate, correct_reference) -> dict:
     """McNemar's exact test on per-example correctness of two models on the same examples.
 

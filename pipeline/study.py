@@ -44,8 +44,10 @@ class SeedResult:
 
 
 def study_key(config: StudyConfig) -> str:
-    """Identifies a study by all its params: the same params find the same parent run."""
-    return hashlib.sha256(repr(sorted(config.to_params().items())).encode()).hexdigest()[:16]
+    """Identifies a study by its params: the same params find the same parent run (all but the
+    storage, which workers of one grid may reach by different URLs)."""
+    params = {key: value for key, value in config.to_params().items() if key != "storage"}
+    return hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:16]
 
 
 def seed_result(name: str, seed: int, metrics: dict, history: dict) -> SeedResult:
@@ -267,7 +269,8 @@ def study(config: StudyConfig) -> str:
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
-    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in seeds}
+    # a train_size the data cannot give: exit 2 naming study's param, before any run exists
+    datasets = {seed: load_dataset(dataclasses.replace(config, seed=seed)) for seed in seeds}
     check_fits(config.replicas, datasets[config.seed], config)
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs

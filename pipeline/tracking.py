@@ -59,8 +59,9 @@ def run(
 ) -> Iterator[str]:
     """Start (or, under `mlflow run`, continue) a run and always end it: FINISHED on success,
     KILLED on `killed_on` exceptions (Ctrl-C), FAILED otherwise, with a tag saying why.
-    `resume_run_id` reopens an earlier run (a resumed study's parent) instead. A top-level run
-    logs MLflow's system metrics (CPU, memory, ...: the run page's "System metrics" tab)."""
+    `resume_run_id` reopens an earlier run (a resumed study's parent, or under `parent_run_id`
+    a grid cell's) instead. A top-level run logs MLflow's system metrics (CPU, memory, ...: the
+    run page's "System metrics" tab)."""
     system_metrics = parent_run_id is None
     if system_metrics and "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
@@ -69,7 +70,11 @@ def run(
         created_by_mlflow_run = os.environ.pop("MLFLOW_RUN_ID", None)
         if created_by_mlflow_run:
             mlflow.MlflowClient().set_tag(created_by_mlflow_run, "resumed_run_id", resume_run_id)
-        active = mlflow.start_run(run_id=resume_run_id, log_system_metrics=system_metrics)
+        active = mlflow.start_run(
+            run_id=resume_run_id,
+            nested=parent_run_id is not None,
+            log_system_metrics=system_metrics,
+        )
     else:
         experiment_id = None
         if parent_run_id is not None:

@@ -73,7 +73,8 @@ class EpochLogger(keras.callbacks.Callback):
 
 
 def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
-    """The splits as MLflow dataset inputs, each with a digest of its content."""
+    """The splits as MLflow dataset inputs, each with a digest of its content; a train split
+    cut to `train_size` is named with its size (`fashion_mnist-train-1000`)."""
     splits = {
         "train": (dataset.x_train, dataset.y_train),
         "validation": (dataset.x_val, dataset.y_val),
@@ -82,9 +83,9 @@ def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
     for context in contexts:
         x, y = splits[context]
         digest = content_sha256(x, y)[:16]
-        tracking.log_dataset_split(
-            x, y, f"{dataset.name}-{context}", dataset.source, digest, context
-        )
+        size = f"-{dataset.train_size}" if context == "train" and dataset.train_size else ""
+        name = f"{dataset.name}-{context}{size}"
+        tracking.log_dataset_split(x, y, name, dataset.source, digest, context)
 
 
 def batches(
@@ -150,6 +151,7 @@ def config_model(
         config.recipe,
         config.learning_rate,
         steps,
+        max_norm=config.max_norm,
     )
 
 

@@ -21,8 +21,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config import CHAMPION_ALIAS, TrainConfig, TuneConfig, format_param
+from pipeline.config import TrainConfig, TuneConfig, format_param
 from pipeline.data import Dataset, load_dataset
+from pipeline.params import CHAMPION_ALIAS
 from pipeline.replicas import Member, check_fits, train_group
 from pipeline.train import TrainingDiverged, TrainResult, train
 from pipeline.tune_results import (
@@ -47,8 +48,6 @@ from pipeline.workers import (
 )
 
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)  # our own line per trial, and the bar
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -214,7 +213,7 @@ def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
     datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in search_seeds(config)}
     check_fits(max(config.replicas, config.trial_seeds), datasets[config.seed], config)
-    storage = create_storage(config)
+    storage = create_storage(config.storage, config.heartbeat_interval, config.grace_period)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     study, created = open_study(storage, config.name, sampler, pruner)
     fail_dead_trials(study, storage)

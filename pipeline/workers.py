@@ -21,7 +21,8 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from pipeline import tracking
-from pipeline.config import RDB_STORAGE_SCHEMES, ParameterError, TuneConfig
+from pipeline.config import ParameterError
+from pipeline.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -29,8 +30,12 @@ WORKER_ATTR = "worker"
 SURPLUS_ATTR = "surplus"
 PARENT_WAIT_SECONDS = 60
 
-# heartbeats, their stale-trial callback and the journal backend are experimental Optuna APIs
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+def quiet_optuna():
+    """Optuna's own lines off the console (we print one per trial, and its progress bar), and
+    no warnings for the experimental APIs we use (heartbeats, their callback, the journal)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def worker_id() -> str:
@@ -50,11 +55,14 @@ def is_alive(worker: str) -> bool:
 
 
 def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """The MLflow child run of a trial that died with its process: FAILED, not RUNNING."""
+    """The MLflow child run of a trial that died with its process, and the runs nested in it
+    (a grid cell's): FAILED, not RUNNING."""
     parent_run_id = study.user_attrs.get(PARENT_RUN_ATTR)
     if parent_run_id:
+        reason = "its worker process died; the Optuna trial was marked FAIL"
         for run in tracking.child_runs(parent_run_id, {"trial_number": str(trial.number)}):
-            reason = "its worker process died; the Optuna trial was marked FAIL"
+            for nested in tracking.child_runs(run.info.run_id):
+                tracking.end_stale_run(nested.info.run_id, reason)
             tracking.end_stale_run(run.info.run_id, reason)
 
 
@@ -64,15 +72,17 @@ def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
     RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
 
 
-def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
+def open_rdb_storage(
+    url: str, heartbeat_interval: int, grace_period: int, attempts: int = 3
+) -> RDBStorage:
     """Workers starting together on a new database race to create Optuna's tables: the losers'
     "duplicate key" or "relation already exists" goes away once the tables exist."""
     for attempt in range(attempts):
         try:
             return RDBStorage(
-                config.storage,
-                heartbeat_interval=config.heartbeat_interval,
-                grace_period=config.grace_period,
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
                 heartbeat_stale_trial_callback=_retry_stale_trial,
             )
         except (IntegrityError, ProgrammingError):
@@ -81,17 +91,22 @@ def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
             time.sleep(1)
 
 
-def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if config.storage.startswith(RDB_STORAGE_SCHEMES):
+def create_storage(
+    storage: str,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL.default,
+    grace_period: int = GRACE_PERIOD.default,
+) -> optuna.storages.BaseStorage:
+    """The `storage` param's Optuna storage: an RDB URL (with heartbeats), `journal:<path>`, or
+    empty: a journal file beside the local tracking store."""
+    quiet_optuna()
+    if storage.startswith(RDB_STORAGE_SCHEMES):
         try:
-            return open_rdb_storage(config)
+            return open_rdb_storage(storage, heartbeat_interval, grace_period)
         except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
             raise ParameterError(
-                f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
+                f"Cannot open the Optuna storage {storage!r}: {error}".splitlines()[0]
             ) from None
-    path = config.storage.removeprefix("journal:") or str(
-        tracking.local_store_dir() / "optuna.journal"
-    )
+    path = storage.removeprefix("journal:") or str(tracking.local_store_dir() / "optuna.journal")
     return JournalStorage(JournalFileBackend(path))
 
 
@@ -146,6 +161,20 @@ def claim_trial(trial: optuna.Trial, n_trials: int):
         trial.set_user_attr(SURPLUS_ATTR, True)
         trial.study.stop()
         raise SurplusTrial(f"{n_trials} trials are finished or running in other workers")
+
+
+def claim_grid_point(trial: optuna.Trial):
+    """Record this worker on a grid trial; raise SurplusTrial (and stop this worker's loop) when
+    another trial holds the same params, complete or running: Optuna's GridSampler suggests
+    running points again once no point is left unvisited, and a cell is trained once."""
+    trial.set_user_attr(WORKER_ATTR, worker_id())
+    others = trial.study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+    )
+    if any(other.number != trial.number and other.params == trial.params for other in others):
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        trial.study.stop()
+        raise SurplusTrial(f"{trial.params} is done or running in another trial")
 
 
 def fail_interrupted_trials(study: optuna.Study):

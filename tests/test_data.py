@@ -5,7 +5,7 @@ import pytest
 from conftest import FASHION_MNIST
 from helpers import bundled_mnist_test_set, mnist_data_dir, write_idx
 
-from pipeline.config import TrainConfig
+from pipeline.config import ParameterError, TrainConfig
 from pipeline.data import FASHION_MNIST_CLASSES, DataError, load_dataset
 
 
@@ -89,3 +89,30 @@ def test_fashion_mnist_comes_from_the_debian_files():
     assert len(dataset.x_train) + len(dataset.x_val) == 60000
     assert dataset.x_test.shape == (10000, 28, 28)
     assert dataset.class_names == FASHION_MNIST_CLASSES
+
+
+def test_train_size_keeps_a_stratified_subset_drawn_by_the_seed():
+    whole = load_dataset(TrainConfig(dataset="digits", seed=1))
+    cut = load_dataset(TrainConfig(dataset="digits", seed=1, train_size=300))
+    again = load_dataset(TrainConfig(dataset="digits", seed=1, train_size=300))
+    other = load_dataset(TrainConfig(dataset="digits", seed=2, train_size=300))
+    assert cut.x_train.shape == (300, 8, 8) and cut.train_size == 300
+    np.testing.assert_array_equal(cut.x_train, again.x_train)
+    assert not np.array_equal(cut.x_train, other.x_train)
+    np.testing.assert_allclose(  # stratified: every class keeps its share
+        np.bincount(cut.y_train) / 300, np.bincount(whole.y_train) / len(whole.y_train), atol=0.01
+    )
+    # a subset of the same training split; validation and test sets stay whole
+    assert {row.tobytes() for row in cut.x_train} <= {row.tobytes() for row in whole.x_train}
+    np.testing.assert_array_equal(cut.x_val, whole.x_val)
+    np.testing.assert_array_equal(cut.x_test, whole.x_test)
+    everything = load_dataset(TrainConfig(dataset="digits", seed=1, train_size=len(whole.y_train)))
+    np.testing.assert_array_equal(everything.x_train, whole.x_train)
+
+
+@pytest.mark.parametrize("train_size", [5, 1213])
+def test_a_train_size_the_data_cannot_give_is_a_parameter_error(train_size):
+    with pytest.raises(
+        ParameterError, match=r"must be 0 \(all\) or an int in the range \[10, 1212\]"
+    ):
+        load_dataset(TrainConfig(dataset="digits", train_size=train_size))

@@ -55,3 +55,17 @@ def test_hidden_layers_follow_the_config():
         ("dense", 16, "relu"),
         ("dense", 10, "softmax"),
     ]
+
+
+def test_max_norm_bounds_each_hidden_unit_s_incoming_weights():
+    model = build_model((8, 8), 10, (32, 16), (0.0, 0.0), max_norm=0.5)
+    hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
+    assert [layer.kernel_constraint.max_value for layer in hidden] == [0.5, 0.5]
+    x, y = np.random.default_rng(0).integers(0, 255, (64, 8, 8)), np.arange(64) % 10
+    model.fit(x.astype("float32"), y, epochs=2, verbose=0)
+    for layer in hidden:
+        norms = np.linalg.norm(layer.kernel.numpy(), axis=0)  # one per unit, over its inputs
+        assert norms.max() <= 0.5 + 1e-5
+    assert model.layers[-1].kernel_constraint is None  # the output layer is free
+    plain = build_model((8, 8), 10, (32, 16), (0.0, 0.0))
+    assert all(layer.kernel_constraint is None for layer in plain.layers[2:])

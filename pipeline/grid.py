@@ -1,0 +1,182 @@
+"""Where does dropout help? The study run in every cell of a grid over train params.
+
+A cell is one combination of the grid's levels (`train_size=1000;epochs=100`); in it the
+study's configs train on the study's seeds, paired by seed, as child runs of a nested parent run
+per cell (the study code: its runner, tables and report), under one top parent run that gets the
+regime map (`pipeline.regime_map`). Each cell is a trial of an Optuna study whose GridSampler
+walks the cells, in the `storage` param's storage (like tune's): several workers with the same
+params share the cells, and the last one to end logs the map. Running the same params again
+reuses the parent, the cells' runs and every FINISHED child.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from pipeline import regime_map, tracking
+from pipeline.config import GRID, StudyConfig
+from pipeline.data import load_dataset
+from pipeline.factors import cell_label, cells, level_text
+from pipeline.replicas import check_fits
+from pipeline.study import SeedResult, log_results, run_configs, study_key
+from pipeline.train import TrainingDiverged
+from pipeline.workers import (
+    PARENT_RUN_ATTR,
+    SurplusTrial,
+    claim_grid_point,
+    create_storage,
+    fail_dead_trials,
+    open_study,
+    wait_for_parent_run,
+)
+
+
+def cell_config(config: StudyConfig, cell: dict) -> StudyConfig:
+    """The plain study of one cell: the grid's params with the cell's levels."""
+    name = f"{config.name} [{cell_label(cell)}]"
+    return dataclasses.replace(config, grid="", storage="", study_name=name, **cell)
+
+
+def check_data(config: StudyConfig, grid_cells: list[dict]):
+    """Loads each distinct split of the cells once: a bad data_dir, or a train_size the data
+    cannot give, exits 2 before any run exists."""
+    splits = {}
+    for cell in grid_cells:
+        study = cell_config(config, cell)
+        splits.setdefault((study.validation_split, study.train_size), study)
+    for study in splits.values():
+        check_fits(config.replicas, load_dataset(study), config)
+
+
+def cost(config: StudyConfig, grid_cells: list[dict]) -> str:
+    runs = len(config.named_configs) * config.seeds
+    epochs = runs * sum(cell_config(config, cell).epochs for cell in grid_cells)
+    return (
+        f"grid: {len(grid_cells)} cells x {len(config.named_configs)} configs x {config.seeds} "
+        f"seeds = {runs * len(grid_cells)} runs, {epochs:,} epochs"
+    )
+
+
+def run_cell(
+    config: StudyConfig, cell: dict, parent_run_id: str, trial_number: int | None = None
+) -> list[SeedResult]:
+    """The cell's study as a nested parent under the grid's (reopened when an earlier attempt
+    made it), its FINISHED children reused; logs the cell's own study report into it."""
+    study = cell_config(config, cell)
+    configs = {name: study.train_config(dropout_rates=rates) for name, rates in study.named_configs}
+    seeds = range(study.seed, study.seed + study.seeds)
+    datasets = {seed: load_dataset(dataclasses.replace(study, seed=seed)) for seed in seeds}
+    tags = {"entry_point": "study", "study": config.name, "grid_cell": cell_label(cell)}
+    earlier = tracking.child_runs(parent_run_id, tags)
+    trial = {} if trial_number is None else {"trial_number": str(trial_number)}
+    with tracking.run(
+        cell_label(cell),
+        tracking.experiment_name(config.dataset),
+        {**tags, **trial},
+        parent_run_id,
+        resume_run_id=earlier[0].info.run_id if earlier else None,
+    ) as cell_run_id:
+        tracking.log_params(study.to_params())
+        results = run_configs(configs, datasets, cell_run_id, tags, replicas=config.replicas)
+        log_results(study, configs, results)
+    return results
+
+
+def mean_difference(results: list[SeedResult], reference: str, candidate: str) -> float:
+    accuracy = {(r.config, r.seed): r.metrics["test_accuracy"] for r in results}
+    seeds = {r.seed for r in results}
+    return float(np.mean([accuracy[candidate, s] - accuracy[reference, s] for s in seeds]))
+
+
+def objective(
+    trial: optuna.Trial,
+    config: StudyConfig,
+    grid_cells: dict[str, dict],
+    done: dict[str, list[SeedResult]],
+    parent_run_id: str,
+) -> float:
+    """One cell: the grid point the sampler picked, unless another trial has it. Its value is
+    the first candidate's mean test-accuracy difference to the reference."""
+    label = ";".join(
+        f"{name}={trial.suggest_categorical(name, texts)}"
+        for name, texts in search_space(config).items()
+    )
+    claim_grid_point(trial)
+    print(f"cell {label} (trial {trial.number})", flush=True)
+    done[label] = run_cell(config, grid_cells[label], parent_run_id, trial.number)
+    reference, candidate = (name for name, _ in config.named_configs[:2])
+    return mean_difference(done[label], reference, candidate)
+
+
+def search_space(config: StudyConfig) -> dict[str, list[str]]:
+    """The grid as Optuna's GridSampler takes it: each factor's levels, spelled."""
+    return {name: list(map(level_text, levels)) for name, levels in GRID.factors(config.grid)}
+
+
+def log_map(config: StudyConfig, cell_results: list[tuple[dict, list[SeedResult]]]) -> str:
+    """The regime map, its figure and report, into the active (top) run; returns the words."""
+    factors = GRID.factors(config.grid)
+    names = [name for name, _ in config.named_configs]
+    table = regime_map.regime_table(factors, cell_results, names, config.alpha, config.seed)
+    text = "\n\n".join(regime_map.findings(config, factors, table))
+    title = (
+        f"{config.name}: test accuracy, candidate - reference (points)\n"
+        f"mean [95% CI] and Holm-corrected verdict over {config.seeds} paired seeds"
+    )
+    figure = regime_map.regime_figure(table, factors, title)
+    tracking.log_text(table.to_csv(index=False), "regime_map.csv")
+    tracking.log_text(regime_map.report_markdown(text, table), "report.md")
+    tracking.log_text(regime_map.report_html(text, table, figure), "report.html")
+    tracking.log_figure(figure, "regime_map.png")
+    tracking.set_description(text)
+    return text
+
+
+def grid_study(config: StudyConfig) -> str:
+    """Run (or continue, or join as one more worker) the grid; returns the map in plain words,
+    or "" when other workers still run cells (the last one logs the map)."""
+    grid_cells = {cell_label(cell): cell for cell in cells(GRID.factors(config.grid))}
+    check_data(config, list(grid_cells.values()))
+    print(cost(config, list(grid_cells.values())), flush=True)
+    sampler = optuna.samplers.GridSampler(search_space(config), seed=config.seed)
+    storage = create_storage(config.storage)
+    key = study_key(config)
+    cell_trials, created = open_study(
+        storage, f"{config.name}-{key}", sampler, optuna.pruners.NopPruner()
+    )
+    fail_dead_trials(cell_trials, storage)
+    experiment = tracking.experiment_name(config.dataset)
+    tags = {"entry_point": "study", "study": config.name, "study_key": key}
+    # the creator resumes the parent of the same params, if any; the others wait for its id
+    parent = tracking.find_run(experiment, tags) if created else wait_for_parent_run(cell_trials)
+    with tracking.run(
+        config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=parent
+    ) as parent_run_id:
+        cell_trials.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+        tracking.log_params(config.to_params())
+        done: dict[str, list[SeedResult]] = {}
+        complete = cell_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        remaining = len(grid_cells) - len({tuple(sorted(t.params.items())) for t in complete})
+        if remaining > 0 and not sampler.is_exhausted(cell_trials):
+            cell_trials.optimize(
+                lambda trial: objective(trial, config, grid_cells, done, parent_run_id),
+                n_trials=remaining,
+                catch=(TrainingDiverged, SurplusTrial),
+                show_progress_bar=True,
+            )
+        fail_dead_trials(cell_trials, storage)
+        if cell_trials.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            print("other workers still run cells: the last one to end logs the regime map")
+            return ""
+        # cells done elsewhere, or left short by a failed trial: reused, or completed here
+        cell_results = [
+            (cell, done.get(label) or run_cell(config, cell, parent_run_id))
+            for label, cell in grid_cells.items()
+        ]
+        text = log_map(config, cell_results)
+    print(text)
+    return text

@@ -1,0 +1,80 @@
+"""Parameters that several entry points share, declared once, and the names they choose from;
+the entry points' configs (`pipeline.config`) take their fields from here."""
+
+from __future__ import annotations
+
+from pipeline.validation import ExistingDir, Interval, Options, Param, Pattern, Rule
+
+DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
+LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace
+RECIPES = ("standard", "notebook")
+BACKENDS = ("tensorflow", "jax")  # Keras backends
+CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
+RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage URLs
+# Seeds derived from `seed` (seed + trial number, seed + k) stay below numpy's 2**32.
+SEED_MAX = 2**31 - 1
+RATE = Interval(float, 0, 1, closed="left")
+SHARE = Interval(float, 0, 1, closed="neither")
+POSITIVE = Interval(int, 1, None, closed="left")
+NON_NEGATIVE = Interval(int, 0, None, closed="left")
+NON_NEGATIVE_FLOAT = Interval(float, 0, None, closed="left")
+ANY_TEXT = Pattern(r"(?s).*", "any text", [])
+# parsing strips every value, so a padded name arrives trimmed: no invalid value to make
+STRIPPED = Pattern(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
+
+# train params a study's grid can vary (not the seed, the data or the compared rates)
+GRID_FACTORS = (
+    "train_size",
+    "epochs",
+    "hidden_units",
+    "batch_size",
+    "learning_rate",
+    "max_norm",
+    "validation_split",
+)
+
+DATASET = Param(
+    "mnist_5k",
+    Options(DATASETS),
+    "mnist_5k: 5,000 real MNIST digits and the MNIST test set, bundled (offline); mnist: "
+    "the full 60,000 (downloaded once); fashion_mnist; digits: sklearn 8x8, tiny",
+)
+DATA_DIR = Param(
+    "",
+    ExistingDir(),
+    "local folder with the IDX (.gz or raw) or .npz files of mnist or fashion_mnist; "
+    "empty: the built-in source",
+)
+SEED = Param(0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split")
+ALPHA = Param(0.05, Interval(float, 0, 0.5, closed="neither"), "significance level of verdicts")
+STUDY_NAME = Param("", STRIPPED, "parent run name")
+REGISTER_AS = Param(
+    "",
+    Pattern(r"[\w.-]*", "empty or a model name of letters, digits, _ . -", ["a b", "x/y"]),
+    f"register the model under this name with alias {CHAMPION_ALIAS!r} "
+    f"(models:/<name>@{CHAMPION_ALIAS}); empty: do not register",
+)
+STORAGE = Param(
+    "",
+    Pattern(
+        r"|journal:.+|(sqlite|postgresql|mysql)[+\w]*://.*",
+        "empty, journal:<path>, or an Optuna RDB URL (sqlite:///…, postgresql://…, mysql://…)",
+        ["redis://x", "journal:"],
+    ),
+    "Optuna storage; empty: a journal file beside the local tracking store",
+)
+HEARTBEAT_INTERVAL = Param(
+    30, POSITIVE, "RDB storage: seconds between a running trial's heartbeats"
+)
+GRACE_PERIOD = Param(
+    90, POSITIVE, "RDB storage: a trial silent this many seconds is marked FAIL and retried"
+)
+REPLICAS = Param(
+    8, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
+)
+DATA_DIR_RULE = Rule(
+    "data_dir",
+    f"empty for datasets other than {LOCAL_DATASETS}",
+    lambda c: not c.data_dir or c.dataset in LOCAL_DATASETS,
+    {"dataset": "digits", "data_dir": "."},
+)

@@ -1,0 +1,220 @@
+"""Where does dropout help? A grid study's regime map: every candidate config against the
+reference in every cell, paired by seed, with verdicts corrected for the many tests (Holm); a
+heatmap of the differences; and the answer in plain words, set against how much the reference
+overfits. From the cells' seed results: no training, no tracking.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from pipeline import significance
+from pipeline.config import StudyConfig, format_param
+from pipeline.factors import Factors, level_text
+from pipeline.study import SeedResult, comparison_table, figure_base64
+
+MAP_METRIC = "test_accuracy"
+VERDICT_WORDS = {
+    "better": "helps",
+    "worse": "hurts",
+    "no detectable difference": "makes no detectable difference",
+}
+GAP = "final_generalization_gap"
+
+
+def display(factor: str, text: str) -> str:
+    return "all" if factor == "train_size" and text == "0" else text
+
+
+def cell_words(row: dict, factors: Factors) -> str:
+    return ", ".join(f"{name} {display(name, row[name])}" for name, _ in factors)
+
+
+def regime_table(
+    factors: Factors,
+    cell_results: Sequence[tuple[dict, list[SeedResult]]],
+    names: Sequence[str],
+    alpha: float,
+    seed: int,
+) -> pd.DataFrame:
+    """One row per cell x candidate x compared metric: the candidate's paired difference to the
+    reference (the first of `names`) with its 95% t-interval and t-test p-value, the p-value
+    Holm-adjusted over all the table's tests of that metric, the verdict at `alpha` from it,
+    and both configs' mean final generalization gap (val_loss - loss at the last epoch)."""
+    rows = []
+    for cell, results in cell_results:
+        comparisons = comparison_table(names, results, alpha, seed)
+        gaps = {
+            name: float(np.mean([r.metrics[GAP] for r in results if r.config == name]))
+            for name in names
+        }
+        for row in comparisons[comparisons["reference"] == names[0]].itertuples():
+            rows.append(
+                {
+                    **{name: level_text(cell[name]) for name, _ in factors},
+                    "candidate": row.candidate,
+                    "reference": row.reference,
+                    "metric": row.metric,
+                    "mean_difference": row.mean_difference,
+                    "ci95_low": row.t_ci95_low,
+                    "ci95_high": row.t_ci95_high,
+                    "p_value": row.t_test_p_value,
+                    "reference_generalization_gap": gaps[row.reference],
+                    "candidate_generalization_gap": gaps[row.candidate],
+                }
+            )
+    table = pd.DataFrame(rows)
+    holm = table.groupby("metric")["p_value"].transform(significance.holm_adjusted)
+    table.insert(table.columns.get_loc("p_value") + 1, "p_value_holm", holm)
+    direction = np.where(table["mean_difference"] > 0, "better", "worse")
+    verdict = np.where(table["p_value_holm"] < alpha, direction, "no detectable difference")
+    table.insert(table.columns.get_loc("p_value_holm") + 1, "verdict", verdict)
+    return table
+
+
+def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figure:
+    """A heatmap per candidate (and per level of each factor beyond the first two) of the mean
+    test-accuracy difference in points, each cell annotated with its interval and verdict."""
+    rows = table[table["metric"] == MAP_METRIC]
+    levels = {name: [level_text(value) for value in values] for name, values in factors}
+    names = list(levels)
+    x_name, y_name, extra = names[0], (names[1:2] or [None])[0], names[2:]
+    x_levels, y_levels = levels[x_name], levels[y_name] if y_name else [""]
+    panels = [
+        (candidate, dict(zip(extra, combination, strict=True)))
+        for candidate in rows["candidate"].unique()
+        for combination in itertools.product(*(levels[name] for name in extra))
+    ]
+    limit = max(200 * rows["mean_difference"].abs().max(), 1.0)  # light colors: legible text
+    figure, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(max(7.0, 1.5 + 2.2 * len(x_levels) * len(panels)), 1.8 + 1.1 * len(y_levels)),
+        squeeze=False,
+        layout="constrained",
+    )
+    for axis, (candidate, fixed) in zip(axes[0], panels, strict=True):
+        values = np.full((len(y_levels), len(x_levels)), np.nan)
+        for row in rows[rows["candidate"] == candidate].to_dict("records"):
+            if any(row[name] != level for name, level in fixed.items()):
+                continue
+            i, j = y_levels.index(row[y_name]) if y_name else 0, x_levels.index(row[x_name])
+            values[i, j] = 100 * row["mean_difference"]
+            axis.text(
+                j,
+                i,
+                f"{values[i, j]:+.1f}\n[{100 * row['ci95_low']:+.1f}, "
+                f"{100 * row['ci95_high']:+.1f}]\n{row['verdict']}",
+                ha="center",
+                va="center",
+                fontsize="small",
+            )
+        image = axis.imshow(values, cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
+        axis.set_xticks(range(len(x_levels)), [display(x_name, x) for x in x_levels])
+        axis.set_xlabel(x_name)
+        axis.set_yticks(range(len(y_levels)), [display(y_name, y) for y in y_levels])
+        axis.set_ylabel(y_name or "")
+        axis.tick_params(axis="y", left=bool(y_name))
+        extra_words = "".join(f", {name} {display(name, level)}" for name, level in fixed.items())
+        axis.set_title(f"{candidate} - {rows['reference'].iloc[0]}{extra_words}", fontsize="medium")
+    figure.colorbar(image, ax=axes[0], label="test accuracy difference (points)", shrink=0.9)
+    figure.suptitle(title, fontsize="medium")
+    return figure
+
+
+def _overfitting(rows: pd.DataFrame, factors: Factors, alpha: float) -> str:
+    """How the candidate's difference follows the reference's final generalization gap."""
+    reference, candidate = rows["reference"].iloc[0], rows["candidate"].iloc[0]
+    ordered = rows.sort_values("reference_generalization_gap")
+    steps = "; ".join(
+        f"{cell_words(row, factors)} (gap {row['reference_generalization_gap']:.3f}): "
+        f"{100 * row['mean_difference']:+.1f} points, {row['verdict']}"
+        for row in ordered.to_dict("records")
+    )
+    text = (
+        f"Against how much **{reference}** overfits (its final val_loss - loss), from least "
+        f"to most: {steps}."
+    )
+    gaps, differences = rows["reference_generalization_gap"], rows["mean_difference"]
+    if len(rows) < 3 or np.ptp(gaps) == 0 or np.ptp(differences) == 0:
+        return text
+    tau, p_value = stats.kendalltau(gaps, differences)  # exact p-value for few cells, no ties
+    direction = "more" if tau > 0 else "less"
+    trend = (
+        f"the more {reference} overfits, the {direction} {candidate} gains"
+        if p_value < alpha
+        else f"no detectable trend at alpha {alpha} over {len(rows)} cells"
+    )
+    return (
+        f"{text} Kendall's rank correlation of that gap with {candidate}'s difference: "
+        f"tau = {tau:+.2f} (p = {p_value:.2g}): {trend}."
+    )
+
+
+def findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list[str]:
+    """The map in plain words: what was run, the correction, then per candidate where it helps,
+    hurts or makes no detectable difference, and how that follows the reference's overfitting."""
+    rates = {name: format_param(values) for name, values in config.named_configs}
+    names = [name for name, _ in factors]
+    fixed = ", ".join(
+        f"{name} {display(name, format_param(getattr(config, name)))}"
+        for name in ("hidden_units", "epochs", "train_size", "batch_size", "max_norm")
+        if name not in names and (name != "max_norm" or config.max_norm)
+    )
+    accuracy = table[table["metric"] == MAP_METRIC]
+    cells = len(accuracy) // accuracy["candidate"].nunique()
+    tests = len(accuracy)
+    paragraphs = [
+        f"**Grid study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {fixed}; "
+        f"grid `{config.grid}` ({cells} cells); {config.seeds} paired seeds per cell "
+        f"({config.seed}…{config.seed + config.seeds - 1}).",
+        f"Verdicts: each cell's paired t-test, Holm-corrected over the {tests} tests of each "
+        f"metric (cells x candidates), at family-wise alpha {config.alpha}. Intervals are each "
+        "cell's own 95% t-interval of the paired difference, uncorrected (a cell's nested run "
+        "holds its own report, with uncorrected verdicts). Differences in test-accuracy points.",
+    ]
+    for candidate, rows in accuracy.groupby("candidate", sort=False):
+        reference = rows["reference"].iloc[0]
+        parts = []
+        for verdict, words in VERDICT_WORDS.items():
+            matching = rows[rows["verdict"] == verdict].to_dict("records")
+            if matching:
+                where = "; ".join(
+                    f"{cell_words(row, factors)}: {100 * row['mean_difference']:+.1f} "
+                    f"[{100 * row['ci95_low']:+.1f}, {100 * row['ci95_high']:+.1f}]"
+                    for row in matching
+                )
+                parts.append(f"{words} in {len(matching)} of {len(rows)} cells ({where})")
+        paragraphs.append(
+            f"**{candidate}** ({rates[candidate]}) against **{reference}** "
+            f"({rates[reference]}): " + ", ".join(parts) + "."
+        )
+        paragraphs.append(_overfitting(rows, factors, config.alpha))
+    return paragraphs
+
+
+def report_markdown(text: str, table: pd.DataFrame) -> str:
+    return (
+        f"# Where does dropout help?\n\n{text}\n\n![regime map](regime_map.png)\n\n"
+        f"## Every cell, candidate and metric\n\n"
+        f"{table.to_markdown(index=False, floatfmt='.4g')}\n"
+    )
+
+
+def report_html(text: str, table: pd.DataFrame, figure: plt.Figure) -> str:
+    paragraphs = "".join(
+        f"<p>{paragraph.replace('**', '').replace('`', '')}</p>" for paragraph in text.split("\n\n")
+    )
+    return (
+        "<html><head><meta charset='utf-8'><title>Where does dropout help?</title></head><body>"
+        f"<h1>Where does dropout help?</h1>{paragraphs}"
+        f"<img src='data:image/png;base64,{figure_base64(figure)}'>"
+        "<h2>Every cell, candidate and metric</h2>"
+        f"{table.to_html(index=False, float_format='{:.4g}'.format)}</body></html>"
+    )

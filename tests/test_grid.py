@@ -1,0 +1,228 @@
+"""The grid study: parsing the grid, the regime map's statistics on known answers, a tiny grid on
+digits end to end with every artifact, and resuming it."""
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_rejected
+from scipy import stats
+
+from pipeline.config import GRID, ParameterError, StudyConfig
+from pipeline.factors import cell_label, cells
+from pipeline.grid import cost, grid_study
+from pipeline.regime_map import findings, regime_figure, regime_table
+from pipeline.study import SUMMARY_METRICS, SeedResult
+
+TINY = StudyConfig(dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny")
+MAP_ARTIFACTS = {"regime_map.csv", "regime_map.png", "report.md", "report.html"}
+
+
+def test_the_grid_parses_into_crossed_cells_in_canonical_spelling():
+    config = StudyConfig.from_strings(
+        {"grid": " train_size = 1000, 5000 ; hidden_units=100-50-25,512-512-512 ;"}
+    )
+    assert config.grid == "train_size=1000,5000;hidden_units=100-50-25,512-512-512"
+    factors = GRID.factors(config.grid)
+    assert factors == [("train_size", [1000, 5000]), ("hidden_units", [(100, 50, 25), (512,) * 3])]
+    grid_cells = cells(factors)
+    assert [cell_label(cell) for cell in grid_cells] == [
+        "train_size=1000;hidden_units=100-50-25",
+        "train_size=1000;hidden_units=512-512-512",
+        "train_size=5000;hidden_units=100-50-25",
+        "train_size=5000;hidden_units=512-512-512",
+    ]
+    assert config.name == "mnist_5k-standard-baseline-vs-dropout-grid"
+    assert cost(config, grid_cells) == "grid: 4 cells x 2 configs x 5 seeds = 40 runs, 400 epochs"
+    assert StudyConfig.from_strings({"grid": "learning_rate=1e-3,0.01"}).grid == (
+        "learning_rate=0.001,0.01"
+    )
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        ("dropout_rates=0.5", "one of ('train_size', 'epochs', 'hidden_units', 'batch_size'"),
+        ("epochs=10,x", "each level unique and a valid value of its param"),
+        ("hidden_units=100,50", "a grid whose hidden_units levels have one layer per config"),
+        ("hidden_units=100-50-25,512-512", "a grid whose hidden_units levels have one layer"),
+    ],
+)
+def test_unknown_factors_malformed_levels_and_layer_counts_are_rejected(grid, message):
+    with pytest.raises(ParameterError, match="The 'grid' parameter of study must be") as error:
+        StudyConfig.from_strings({"grid": grid})
+    assert message in str(error.value)
+
+
+def test_a_train_size_above_the_data_exits_2_before_any_run(capsys, client):
+    argv = ["study", "--dataset", "digits", "--grid", "train_size=100,5000", "--epochs", "1"]
+    message = (
+        "The 'train_size' parameter of study must be 0 (all) or an int in the range [10, 1212]"
+    )
+    assert_rejected(argv, message, capsys, client)
+    argv = ["train", "--dataset", "digits", "--train-size", "5"]
+    assert_rejected(argv, "The 'train_size' parameter of train must be 0 (all)", capsys, client)
+
+
+def seed_results(base: list[float], gains: list[float], gap: float) -> list[SeedResult]:
+    """Paired results of configs base and drop; every summary metric set to the accuracy."""
+
+    def result(name, seed, accuracy):
+        metrics = dict.fromkeys(SUMMARY_METRICS, accuracy)
+        metrics["final_generalization_gap"] = gap if name == "base" else gap / 2
+        return SeedResult(name, seed, metrics, {})
+
+    return [result("base", seed, value) for seed, value in enumerate(base)] + [
+        result("drop", seed, value + gain)
+        for seed, (value, gain) in enumerate(zip(base, gains, strict=True))
+    ]
+
+
+def test_the_map_s_statistics_and_holm_correction_on_known_answers():
+    base = [0.80, 0.90, 0.85, 0.83, 0.88]
+    gains = {
+        1000: [0.030, 0.031, 0.029, 0.032, 0.028],  # a clear gain: t-test p ~ 1e-7
+        5000: [0.010, 0.020, 0.000, 0.015, 0.005],  # p ~ 0.047: below 0.05 alone, not after Holm
+        0: [0.010, -0.012, 0.004, -0.003, 0.001],  # noise
+    }
+    gaps = {1000: 0.9, 5000: 0.5, 0: 0.1}
+    factors = [("train_size", [1000, 5000, 0])]
+    cell_results = [
+        ({"train_size": size}, seed_results(base, gains[size], gaps[size])) for size in gains
+    ]
+    table = regime_table(factors, cell_results, ["base", "drop"], alpha=0.05, seed=0)
+    accuracy = table[table["metric"] == "test_accuracy"].set_index("train_size")
+    assert list(accuracy.index) == ["1000", "5000", "0"]
+    raw = {}
+    for size, gain in gains.items():
+        row = accuracy.loc[str(size)]
+        reference, candidate = np.array(base), np.array(base) + gain
+        raw[size] = stats.ttest_rel(candidate, reference).pvalue
+        low, high = stats.t.interval(0.95, 4, loc=np.mean(gain), scale=stats.sem(gain))
+        assert row["mean_difference"] == pytest.approx(np.mean(gain))
+        assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((low, high))
+        assert row["p_value"] == pytest.approx(raw[size])
+        assert row["reference_generalization_gap"] == pytest.approx(gaps[size])
+        assert row["candidate_generalization_gap"] == pytest.approx(gaps[size] / 2)
+    # Holm over the 3 tests of the metric: p sorted ascending times 3, 2, 1, then kept monotone
+    assert raw[1000] < raw[5000] < 0.05 < raw[0]
+    assert accuracy.loc["1000", "p_value_holm"] == pytest.approx(3 * raw[1000])
+    assert accuracy.loc["5000", "p_value_holm"] == pytest.approx(2 * raw[5000])
+    assert accuracy.loc["0", "p_value_holm"] == pytest.approx(max(raw[0], 2 * raw[5000]))
+    assert list(accuracy["verdict"]) == ["better"] + ["no detectable difference"] * 2
+    assert set(table["metric"]) == {"test_accuracy", "test_macro_f1"}  # one family per metric
+    config = StudyConfig(configs="base=0,0,0;drop=0.5,0.25,0", grid="train_size=1000,5000,0")
+    text = "\n\n".join(findings(config, factors, table))
+    assert "Holm-corrected over the 3 tests of each metric" in text
+    assert "helps in 1 of 3 cells (train_size 1000: +3.0 [" in text
+    assert "makes no detectable difference in 2 of 3 cells (train_size 5000: +1.0" in text
+    assert "train_size all (gap 0.100): +0.0 points" in text
+    assert "Kendall's rank correlation of that gap with drop's difference: tau = +1.00" in text
+
+
+def test_the_map_draws_a_panel_per_candidate_and_level_of_each_extra_factor():
+    factors = [("train_size", [1000, 0]), ("epochs", [10, 100]), ("max_norm", [0.0, 3.0])]
+    rows = [
+        {"train_size": size, "epochs": epochs, "max_norm": norm, "candidate": candidate}
+        for size in ("1000", "0")
+        for epochs in ("10", "100")
+        for norm in ("0", "3")
+        for candidate in ("drop", "light")
+    ]
+    table = pd.DataFrame(rows).assign(
+        reference="base",
+        metric="test_accuracy",
+        mean_difference=0.01,
+        ci95_low=-0.01,
+        ci95_high=0.03,
+        verdict="no detectable difference",
+    )
+    figure = regime_figure(table, factors, "title")
+    panels = [axis for axis in figure.axes if axis.get_title()]
+    assert [axis.get_title() for axis in panels] == [
+        "drop - base, max_norm 0",
+        "drop - base, max_norm 3",
+        "light - base, max_norm 0",
+        "light - base, max_norm 3",
+    ]
+    assert [label.get_text() for label in panels[0].get_xticklabels()] == ["1000", "all"]
+    assert len(panels[0].texts) == 4  # every cell annotated
+
+
+def runs_of(client, name: str):
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    return client.search_runs([experiment.experiment_id], f"tags.study = '{name}'")
+
+
+@pytest.fixture(scope="module")
+def tiny_grid():
+    text = grid_study(TINY)
+    runs = runs_of(mlflow.MlflowClient(), TINY.name)
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    return text, parent, runs
+
+
+def test_every_cell_is_a_nested_parent_of_its_paired_runs(tiny_grid):
+    _, parent, runs = tiny_grid
+    cell_runs = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(run.info.run_name for run in cell_runs) == ["train_size=0", "train_size=300"]
+    for cell in cell_runs:
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == cell.info.run_id]
+        pairs = sorted((r.data.tags["study_config"], r.data.tags["study_seed"]) for r in children)
+        assert pairs == [("baseline", "0"), ("baseline", "1"), ("dropout", "0"), ("dropout", "1")]
+        assert {r.data.params["train_size"] for r in children} == {cell.info.run_name[11:]}
+        assert all(r.info.status == "FINISHED" for r in [cell, *children])
+        assert cell.data.params["train_size"] == cell.info.run_name[11:]
+        assert "baseline_test_accuracy_mean" in cell.data.metrics  # the cell's own study report
+    small = next(
+        r
+        for r in runs
+        if r.data.tags.get("grid_cell") == "train_size=300" and "study_seed" in r.data.tags
+    )
+    inputs = {item.dataset.name for item in small.inputs.dataset_inputs}
+    assert inputs == {"digits-train-300", "digits-validation", "digits-test"}
+
+
+def test_the_top_parent_holds_the_map_its_figure_and_the_report(tiny_grid, client):
+    text, parent, _ = tiny_grid
+    assert parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == MAP_ARTIFACTS
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/regime_map.csv")
+    )
+    assert list(table.columns) == [
+        "train_size",
+        "candidate",
+        "reference",
+        "metric",
+        "mean_difference",
+        "ci95_low",
+        "ci95_high",
+        "p_value",
+        "p_value_holm",
+        "verdict",
+        "reference_generalization_gap",
+        "candidate_generalization_gap",
+    ]
+    assert sorted(table["train_size"]) == [0, 0, 300, 300]
+    assert set(table["verdict"]) <= {"better", "worse", "no detectable difference"}
+    assert parent.data.tags["mlflow.note.content"] == text
+    assert "Holm-corrected over the 2 tests of each metric" in text
+    assert "**dropout** (0.5,0.25,0) against **baseline** (0,0,0)" in text
+    html = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report.html")
+    assert "<table" in html and "data:image/png;base64," in html
+
+
+def test_a_rerun_reuses_every_finished_run_and_trains_only_what_is_missing(
+    tiny_grid, client, capsys
+):
+    _, parent, runs = tiny_grid
+    grid_study(TINY)
+    assert capsys.readouterr().out.count("reusing finished run") == 8
+    assert len(runs_of(client, TINY.name)) == len(runs)
+    interrupted = next(r for r in runs if r.data.tags.get("study_seed") == "1")
+    client.set_terminated(interrupted.info.run_id, "KILLED")  # as Ctrl-C leaves a run
+    grid_study(TINY)
+    assert capsys.readouterr().out.count("reusing finished run") == 7
+    assert len(runs_of(client, TINY.name)) == len(runs) + 1
+    assert client.get_run(parent.info.run_id).info.status == "FINISHED"
