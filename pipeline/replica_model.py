@@ -20,14 +20,18 @@ from keras import ops
 class ReplicaDense(keras.layers.Layer):
     """K independent Dense layers: (K, batch, in) -> (K, batch, out), one batched matmul."""
 
-    def __init__(self, replicas: int, units: int, activation=None, **kwargs):
+    def __init__(self, replicas: int, units: int, activation=None, max_norm=0.0, **kwargs):
         super().__init__(**kwargs)
         self.replicas, self.units = replicas, units
         self.activation = keras.activations.get(activation)
+        # as `build_model`'s MaxNorm: each unit's incoming weights, here per replica (axis 1)
+        self.constraint = keras.constraints.MaxNorm(max_norm, axis=1) if max_norm else None
 
     def build(self, input_shape):
         shape = (self.replicas, input_shape[-1], self.units)
-        self.kernel = self.add_weight(shape=shape, initializer="glorot_uniform", name="kernel")
+        self.kernel = self.add_weight(
+            shape=shape, initializer="glorot_uniform", name="kernel", constraint=self.constraint
+        )
         self.bias = self.add_weight(shape=(self.replicas, self.units), initializer="zeros")
 
     def call(self, inputs):
@@ -102,6 +106,7 @@ def build_replica_model(
     learning_rates: Sequence[float],
     recipe: str = "standard",
     steps_per_execution: int = 1,
+    max_norm: float = 0.0,
 ) -> keras.Model:
     """One model of len(seeds) replicas; replica k has `dropout_rates[k]` (one per hidden
     layer), `learning_rates[k]`, and draws its dropout masks from `seeds[k]`."""
@@ -112,7 +117,7 @@ def build_replica_model(
     if recipe == "standard":
         x = x / 255.0
     for layer, units in enumerate(hidden_units):
-        x = ReplicaDense(replicas, units, "relu", name=f"dense_{layer}")(x)
+        x = ReplicaDense(replicas, units, "relu", max_norm, name=f"dense_{layer}")(x)
         rates = [rates[layer] for rates in dropout_rates]
         layer_seeds = [seed * len(hidden_units) + layer for seed in seeds]
         x = ReplicaDropout(rates, layer_seeds, name=f"dropout_{layer}")(x)

@@ -48,6 +48,8 @@ SHAPE = (
     "epochs",
     "batch_size",
     "validation_split",
+    "train_size",
+    "max_norm",
     "recipe",
     "backend",
 )
@@ -122,6 +124,7 @@ def build(members: Sequence[Member]) -> keras.Model:
         learning_rates=[member.config.learning_rate for member in members],
         recipe=config.recipe,
         steps_per_execution=steps_per_execution(len(dataset.x_train), config.batch_size),
+        max_norm=config.max_norm,
     )
     for replica, member in enumerate(members):
         keras.utils.set_random_seed(member.config.seed)

@@ -3,6 +3,7 @@ neighbours, deterministic, failing alone; study and tune on top of it."""
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 from conftest import assert_rejected, running_runs
@@ -154,3 +155,12 @@ def test_tune_with_trial_seeds_prunes_and_reports_the_mean(client):
 def test_more_replicas_than_memory_holds_exits_2(capsys, client):
     argv = ["study", "--dataset", "digits", "--replicas", "100000000"]
     assert_rejected(argv, "The 'replicas' parameter of study must be at most", capsys, client)
+
+
+def test_max_norm_bounds_each_replicas_hidden_units(parent):
+    bounded = [dataclasses.replace(c, epochs=1, max_norm=0.3) for c in (A, B)]
+    for result in train_group(members(*bounded), parent):
+        model, _ = tracking.load_keras_model(f"runs:/{result.run_id}/model")
+        hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
+        for layer in hidden:
+            assert np.linalg.norm(layer.get_weights()[0], axis=0).max() <= 0.3 + 1e-5
