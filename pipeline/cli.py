@@ -2,7 +2,8 @@
 
 Options are generated from the entry point's config dataclass, so names and defaults cannot drift
 (`--dropout-rates` is the param `dropout_rates`). Bad input exits with code 2 and one line on
-stderr before anything is trained or tracked.
+stderr before anything is trained or tracked. SIGTERM ends runs KILLED, like Ctrl-C (exit code
+128 + the signal's number); no password reaches the terminal (`secrets`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import dataclasses
 import os
 import sys
 
+from pipeline import lifecycle, secrets
 from pipeline.config import EvaluateConfig, ParameterError, StudyConfig, TrainConfig, TuneConfig
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
@@ -95,19 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_class, command, _ = COMMANDS[args.pop("command")]
+    lifecycle.raise_on_sigterm()
+    sys.excepthook = secrets.excepthook  # an unexpected error's traceback, redacted
     try:
         config = config_class.from_strings(args)
         if hasattr(config, "backend"):  # Keras reads it at its first import, in the command
             os.environ["KERAS_BACKEND"] = config.backend
+        from pipeline import store
+
+        store.open_store()
         command(config)
     except ParameterError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: the runs are already KILLED
+        print(f"interrupted by {lifecycle.signal_name(error)}", file=sys.stderr)
+        return lifecycle.exit_code(error)
     except RuntimeError as error:  # e.g. TrainingDiverged: the run is already marked FAILED
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
         return 1
     return 0
 

@@ -78,7 +78,9 @@ def run_configs(
     seed_tag: str = "study_seed",
 ) -> list[SeedResult]:
     """Every config on every seed (the keys of `datasets`, each seed's split shared by every
-    config) as a child run of the parent, tagged `tags` plus its name and seed."""
+    config) as a child run of the parent, tagged `tags` plus its name and seed. Children that
+    a killed process left RUNNING end FAILED first."""
+    tracking.end_dead_children(parent_run_id)
     results = []
     for seed, dataset in datasets.items():
         for name, config in configs.items():

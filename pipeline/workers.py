@@ -9,8 +9,8 @@ worker's trial is failed by the heartbeat (RDB) or on the next start (journal) a
 
 from __future__ import annotations
 
-import os
-import socket
+import dataclasses
+import sys
 import time
 import warnings
 
@@ -20,8 +20,10 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from pipeline import tracking
+from pipeline import store, tracking
 from pipeline.config import RDB_STORAGE_SCHEMES, ParameterError, TuneConfig
+from pipeline.lifecycle import is_alive, worker_id
+from pipeline.secrets import redact
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
@@ -31,22 +33,6 @@ PARENT_WAIT_SECONDS = 60
 
 # heartbeats, their stale-trial callback and the journal backend are experimental Optuna APIs
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def is_alive(worker: str) -> bool:
-    """Whether a trial's process still runs; a process on another host is assumed alive."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
@@ -81,18 +67,29 @@ def open_rdb_storage(config: TuneConfig, attempts: int = 3) -> RDBStorage:
             time.sleep(1)
 
 
+def rdb_url(storage: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the installed driver is psycopg2."""
+    if storage.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + storage.removeprefix("postgresql://")
+    return storage
+
+
 def create_storage(config: TuneConfig) -> optuna.storages.BaseStorage:
-    if config.storage.startswith(RDB_STORAGE_SCHEMES):
-        try:
-            return open_rdb_storage(config)
-        except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
-            raise ParameterError(
-                f"Cannot open the Optuna storage {config.storage!r}: {error}".splitlines()[0]
-            ) from None
-    path = config.storage.removeprefix("journal:") or str(
-        tracking.local_store_dir() / "optuna.journal"
-    )
-    return JournalStorage(JournalFileBackend(path))
+    """The study's storage; ParameterError (one line, password redacted) if it cannot open."""
+    if redact(config.storage) != config.storage:
+        print("note: the storage URL holds a password, logged and shown as ***; keep it in "
+              "PGPASSWORD or ~/.pgpass instead (docs/scaling-out.md)", file=sys.stderr)  # fmt: skip
+    rdb = config.storage.startswith(RDB_STORAGE_SCHEMES)
+    path = config.storage.removeprefix("journal:") or str(store.default_journal())
+    try:
+        if rdb:
+            return open_rdb_storage(dataclasses.replace(config, storage=rdb_url(config.storage)))
+        return JournalStorage(JournalFileBackend(path))
+    except Exception as error:  # sqlalchemy / driver / file errors: a bad URL, server down
+        where = config.storage if rdb else path
+        raise ParameterError(
+            redact(f"Cannot open the Optuna storage {where!r}: {error}".splitlines()[0])
+        ) from None
 
 
 def open_study(

@@ -13,7 +13,8 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(scope="session", autouse=True)
 def tracking_store(tmp_path_factory):
-    """Sets MLFLOW_TRACKING_URI for this process and every subprocess; cwd holds the artifacts."""
+    """Sets MLFLOW_TRACKING_URI for this process and every subprocess; the artifacts go beside
+    the store (pipeline/store.py), here the working directory."""
     store = tmp_path_factory.mktemp("mlflow")
     previous_cwd = os.getcwd()
     os.chdir(store)
