@@ -1,7 +1,6 @@
 """Parameters of every entry point, declared once: one frozen dataclass per entry point whose
 fields parse by their type, check by their constraint (`pipeline.validation`) and by the class's
-RULES across fields. The CLI, MLproject and README tables are generated from them (`make params`);
-MLflow params carry exactly these names.
+RULES across fields. The CLI, MLproject and README tables (`make params`) and MLflow params follow.
 """
 
 from __future__ import annotations
@@ -36,8 +35,8 @@ BACKENDS = ("tensorflow", "jax")  # Keras backends
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
 CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage URLs
-# Seeds derived from `seed` (seed + trial number, seed + k) stay below numpy's 2**32.
-SEED_MAX = 2**31 - 1
+# numpy takes seeds < 2**32: a train's; those derived from seed (+ trial number, + k) stay below
+SEED_MAX, TRAIN_SEED_MAX = 2**31 - 1, 2**32 - 1
 RATE = Interval(float, 0, 1, closed="left")
 ANY_TEXT = Pattern(r"(?s).*", "any text", [])
 # parsing strips every value, so a padded name arrives trimmed: no invalid value to make
@@ -126,6 +125,7 @@ def _one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bo
 @dataclass(frozen=True)
 class TrainConfig(ModelDataConfig):
     ENTRY_POINT: ClassVar = "train"
+    seed: int = SEED.field(constraint=Interval(int, 0, TRAIN_SEED_MAX))  # also tune's seed + k
     RULES: ClassVar = (
         *ModelDataConfig.RULES,
         Rule(
