@@ -5,6 +5,8 @@ Several workers (processes, machines) can run one study on an RDB storage (Postg
 worker that creates the study creates the parent run, the others wait for its id; a trial that
 would make the study overshoot `n_trials` is not run (it ends FAIL, tagged `surplus`); a dead
 worker's trial is failed by the heartbeat (RDB) or on the next start (journal) and retried.
+The study remembers the params it was created with: resuming it with other search params, or
+from a tracking store without its parent run, stops with one line.
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 WORKER_ATTR = "worker"
 SURPLUS_ATTR = "surplus"
 PARENT_WAIT_SECONDS = 60
+PARAMS_ATTR = "params"  # the search params the study was created with
+# params that may change when a study is resumed: they do not change what a trial computes
+RESUMABLE_PARAMS = (
+    "n_trials",
+    "study_name",
+    "storage",
+    "heartbeat_interval",
+    "grace_period",
+    "timeout",
+    "final_seeds",
+    "register_as",
+)
 
 # heartbeats, their stale-trial callback and the journal backend are experimental Optuna APIs
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -116,6 +130,28 @@ def wait_for_parent_run(study: optuna.Study) -> str | None:
             return None
         time.sleep(0.5)
     return study.user_attrs[PARENT_RUN_ATTR]
+
+
+def check_resumed(study: optuna.Study, params: dict[str, str], storage: str):
+    """A new study remembers its search params; resuming one with other search params, or from
+    a tracking store without its parent run, is a ParameterError naming what differs."""
+    search = {key: value for key, value in params.items() if key not in RESUMABLE_PARAMS}
+    if PARAMS_ATTR not in study.user_attrs:  # a new study, or one older than this check
+        study.set_user_attr(PARAMS_ATTR, search)
+    known = study.user_attrs[PARAMS_ATTR]
+    changed = [f"{key}={known.get(key)!r}" for key in search if search[key] != known.get(key)]
+    if changed:
+        raise ParameterError(
+            f"The Optuna study {study.study_name!r} was created with {', '.join(changed)}: "
+            "resume it with those, or give the new params another study_name."
+        )
+    parent = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent and not tracking.run_exists(parent):
+        raise ParameterError(
+            f"The Optuna study {study.study_name!r} belongs to another tracking store: its parent "
+            f"run {parent} is not in {store.tracking_uri()}. Use another study_name, or delete the "
+            f"study from {redact(storage)}."
+        )
 
 
 def count_finished(study: optuna.Study) -> int:
