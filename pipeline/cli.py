@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config_class.from_strings(args)
         if hasattr(config, "backend"):  # Keras reads it at its first import, in the command
             os.environ["KERAS_BACKEND"] = config.backend
-        from pipeline import store
+        from pipeline import store  # imports mlflow, after KERAS_BACKEND
 
         store.open_store()
         command(config)

@@ -106,12 +106,13 @@ def run(
             nested=parent_run_id is not None,
             log_system_metrics=system_metrics,
         )
+    # names `mlflow run`'s run too; `worker` tells a later process whether this one died
     set_tags({"mlflow.runName": name, WORKER_TAG: lifecycle.worker_id(), **(tags or {})})
     try:
         yield active.info.run_id
     except BaseException as error:
         status = "KILLED" if isinstance(error, killed_on) else "FAILED"
-        ending = {FAILURE_TAG: f"{type(error).__name__}: {error}"[:5000]}
+        ending = {FAILURE_TAG: redact(f"{type(error).__name__}: {error}")[:5000]}
         if isinstance(error, KeyboardInterrupt):
             ending[KILLED_BY_TAG] = lifecycle.signal_name(error)
         set_tags(ending)
