@@ -56,9 +56,9 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-clean:  ## what make built; never the runs (mlflow.db, mlruns/, optuna.journal): see delete-runs
+clean:  ## what make built; never the runs (mlflow.db, mlruns/, its journal): see delete-runs
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-delete-runs:  ## deletes every run of the local store: mlflow.db, mlruns/, mlartifacts/, optuna.journal
-	rm -rf mlflow.db mlruns mlartifacts optuna.journal
+delete-runs:  ## deletes every run of the local store: mlflow.db, mlruns/, mlartifacts/, its journal
+	rm -rf mlflow.db mlflow.db.lock mlflow.db.optuna.journal mlruns mlartifacts

@@ -2,7 +2,8 @@
 
 Options are generated from the entry point's config dataclass, so names and defaults cannot drift
 (`--dropout-rates` is the param `dropout_rates`). Bad input exits with code 2 and one line on
-stderr before anything is trained or tracked.
+stderr before anything is trained or tracked. SIGTERM ends runs KILLED, like Ctrl-C (exit code
+128 + the signal's number); no password reaches the terminal (`secrets`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import dataclasses
 import sys
 
-from pipeline import runtime
+from pipeline import lifecycle, runtime, secrets
 from pipeline.config import EvaluateConfig, ParameterError, StudyConfig, TrainConfig, TuneConfig
 
 
@@ -96,18 +97,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_class, command, _ = COMMANDS[args.pop("command")]
+    lifecycle.raise_on_sigterm()
+    sys.excepthook = secrets.excepthook  # an unexpected error's traceback, redacted
     try:
         config = config_class.from_strings(args)
         runtime.setup(getattr(config, "backend", "tensorflow"))  # before the command imports Keras
+        from pipeline import store  # imports mlflow, after the runtime's setup
+
+        store.open_store()
         command(config)
     except ParameterError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: the runs are already KILLED
+        print(f"interrupted by {lifecycle.signal_name(error)}", file=sys.stderr)
+        return lifecycle.exit_code(error)
     except RuntimeError as error:  # e.g. TrainingDiverged: the run is already marked FAILED
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
         return 1
     return 0
 

@@ -1,7 +1,6 @@
 """Parameters of every entry point, declared once: one frozen dataclass per entry point whose
 fields parse by their type, check by their constraint (`pipeline.validation`) and by the class's
-RULES across fields. The CLI, MLproject and README tables are generated from them (`make params`);
-MLflow params carry exactly these names.
+RULES across fields. The CLI, MLproject and README tables (`make params`) and MLflow params follow.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ from pipeline.params import (
     STORAGE,
     STRIPPED,
     STUDY_NAME,
+    TRAIN_SEED_MAX,
 )
 from pipeline.validation import (
     Boolean,
@@ -107,6 +107,7 @@ def _one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bo
 @dataclass(frozen=True)
 class TrainConfig(ModelDataConfig):
     ENTRY_POINT: ClassVar = "train"
+    seed: int = SEED.field(constraint=Interval(int, 0, TRAIN_SEED_MAX))  # also tune's seed + k
     RULES: ClassVar = (
         *ModelDataConfig.RULES,
         Rule(

@@ -126,6 +126,14 @@ def _check_arrays(arrays: dict[str, np.ndarray], where: str):
         )
     if len(x_train) != len(y_train) or len(x_test) != len(y_test):
         raise DataError(f"Images and labels in {where!r} differ in count.")
+    labels = np.concatenate([y_train.ravel(), y_test.ravel()])
+    whole = np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))
+    if y_train.ndim != 1 or y_test.ndim != 1 or not whole:
+        raise DataError(f"Labels in {where!r} must be one integer per image.")
+    if labels.min() < 0:
+        raise DataError(
+            f"Labels in {where!r} must be the class numbers 0 … classes-1; got {labels.min():g}."
+        )
 
 
 def _keras_arrays(name: str) -> tuple[dict[str, np.ndarray], str]:
@@ -229,16 +237,35 @@ def keep_examples(
     return x, y
 
 
+def _split(arrays: dict[str, np.ndarray], config: ModelDataConfig, source: str) -> list:
+    """The stratified train / validation split, or a DataError saying what the data lacks:
+    every class needs 2 training examples, and each side of the split one of each class."""
+    y = arrays["y_train"].astype(np.int64)
+    counts = np.bincount(y, minlength=int(arrays["y_test"].max()) + 1)
+    if counts.min() < 2:
+        rare = int(np.argmin(counts))
+        raise DataError(
+            f"Class {rare} has {counts.min()} training examples in {source!r}; the stratified "
+            "validation split needs at least 2 per class (labels must be 0 … classes-1)."
+        )
+    try:
+        return train_test_split(
+            arrays["x_train"],
+            y,
+            test_size=config.validation_split,
+            stratify=y,
+            random_state=config.seed,
+        )
+    except ValueError as error:
+        raise DataError(
+            f"validation_split={config.validation_split:g} cannot hold out every one of the "
+            f"{len(counts)} classes of {source!r} ({len(y)} training examples): {error}"
+        ) from None
+
+
 def load_dataset(config: ModelDataConfig) -> Dataset:
     arrays, source = _source_arrays(config)
-    y_train = arrays["y_train"].astype(np.int64)
-    x_train, x_val, y_train, y_val = train_test_split(
-        arrays["x_train"],
-        y_train,
-        test_size=config.validation_split,
-        stratify=y_train,
-        random_state=config.seed,
-    )
+    x_train, x_val, y_train, y_val = _split(arrays, config, source)
     x_train, y_train = keep_examples(config, x_train, y_train)
     num_classes = int(max(y_train.max(), arrays["y_test"].max())) + 1
     class_names = (

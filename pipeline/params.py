@@ -11,8 +11,8 @@ RECIPES = ("standard", "notebook")
 BACKENDS = ("tensorflow", "jax")  # Keras backends
 CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage URLs
-# Seeds derived from `seed` (seed + trial number, seed + k) stay below numpy's 2**32.
-SEED_MAX = 2**31 - 1
+# numpy takes seeds < 2**32: a train's; those derived from seed (+ trial number, + k) stay below
+SEED_MAX, TRAIN_SEED_MAX = 2**31 - 1, 2**32 - 1
 RATE = Interval(float, 0, 1, closed="left")
 SHARE = Interval(float, 0, 1, closed="neither")
 POSITIVE = Interval(int, 1, None, closed="left")

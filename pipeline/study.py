@@ -79,7 +79,9 @@ def run_configs(
 ) -> list[SeedResult]:
     """Every config on every seed (the keys of `datasets`, each seed's split shared by every
     config) as a child run of the parent, tagged `tags` plus its name and seed; FINISHED ones
-    are reused, the others trained `replicas` at a time as one model (1: `train`)."""
+    are reused, the others trained `replicas` at a time as one model (1: `train`). Children that
+    a killed process left RUNNING end FAILED first."""
+    tracking.end_dead_children(parent_run_id)
     results, pending = [], []
     for seed, dataset in datasets.items():
         for name, config in configs.items():

@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from pipeline import tracking
+from pipeline import store, tracking
 from pipeline.config import TrainConfig, TuneConfig, format_param
 from pipeline.data import Dataset, load_dataset
 from pipeline.params import CHAMPION_ALIAS
@@ -39,6 +39,7 @@ from pipeline.workers import (
     FINISHED,
     PARENT_RUN_ATTR,
     SurplusTrial,
+    check_resumed,
     claim_trial,
     count_finished,
     create_storage,
@@ -48,6 +49,10 @@ from pipeline.workers import (
 )
 
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
+
+
+class NoTrialFinished(RuntimeError):
+    """Every trial of the study failed (e.g. diverged): there is no result."""
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -216,8 +221,10 @@ def tune(config: TuneConfig) -> optuna.Study:
     storage = create_storage(config.storage, config.heartbeat_interval, config.grace_period)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     study, created = open_study(storage, config.name, sampler, pruner)
-    fail_dead_trials(study, storage)
     known_parent = None if created else wait_for_parent_run(study)
+    where = config.storage.removeprefix("journal:") or str(store.default_journal())
+    check_resumed(study, config.to_params(), where)
+    fail_dead_trials(study, storage)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
     experiment = tracking.experiment_name(config.dataset)
     with tracking.run(config.name, experiment, tags, resume_run_id=known_parent) as parent_run_id:
@@ -239,6 +246,11 @@ def tune(config: TuneConfig) -> optuna.Study:
             print("other workers still run trials: the last one to end logs the study's results")
             return study
         log_study_results(study, config)
+        if not count_finished(study):
+            raise NoTrialFinished(
+                f"no trial of the study {config.name!r} finished: every one failed (see "
+                "trials.csv and the child runs' failure_reason)"
+            )
         final = None
         if config.final_seeds and study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             final = compare_on_fresh_seeds(config, study, parent_run_id)

@@ -5,12 +5,13 @@ Several workers (processes, machines) can run one study on an RDB storage (Postg
 worker that creates the study creates the parent run, the others wait for its id; a trial that
 would make the study overshoot `n_trials` is not run (it ends FAIL, tagged `surplus`); a dead
 worker's trial is failed by the heartbeat (RDB) or on the next start (journal) and retried.
+The study remembers the params it was created with: resuming it with other search params, or
+from a tracking store without its parent run, stops with one line.
 """
 
 from __future__ import annotations
 
-import os
-import socket
+import sys
 import time
 import warnings
 
@@ -20,15 +21,30 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from pipeline import tracking
+from pipeline import store, tracking
 from pipeline.config import ParameterError
+from pipeline.lifecycle import is_alive, worker_id
 from pipeline.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
+from pipeline.secrets import redact
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 WORKER_ATTR = "worker"
 SURPLUS_ATTR = "surplus"
 PARENT_WAIT_SECONDS = 60
+PARAMS_ATTR = "params"  # the search params the study was created with
+# params that may change when a study is resumed: they do not change what a trial computes
+RESUMABLE_PARAMS = (
+    "n_trials",
+    "study_name",
+    "storage",
+    "heartbeat_interval",
+    "grace_period",
+    "timeout",
+    "final_seeds",
+    "register_as",
+    "replicas",
+)
 
 
 def quiet_optuna():
@@ -36,22 +52,6 @@ def quiet_optuna():
     no warnings for the experimental APIs we use (heartbeats, their callback, the journal)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def is_alive(worker: str) -> bool:
-    """Whether a trial's process still runs; a process on another host is assumed alive."""
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
@@ -91,23 +91,36 @@ def open_rdb_storage(
             time.sleep(1)
 
 
+def rdb_url(storage: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; the installed driver is psycopg2."""
+    if storage.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + storage.removeprefix("postgresql://")
+    return storage
+
+
 def create_storage(
     storage: str,
     heartbeat_interval: int = HEARTBEAT_INTERVAL.default,
     grace_period: int = GRACE_PERIOD.default,
 ) -> optuna.storages.BaseStorage:
     """The `storage` param's Optuna storage: an RDB URL (with heartbeats), `journal:<path>`, or
-    empty: a journal file beside the local tracking store."""
+    empty: a journal file named after the local tracking store; ParameterError (one line,
+    password redacted) if it cannot open."""
     quiet_optuna()
-    if storage.startswith(RDB_STORAGE_SCHEMES):
-        try:
-            return open_rdb_storage(storage, heartbeat_interval, grace_period)
-        except Exception as error:  # sqlalchemy / driver errors: a bad URL or server down
-            raise ParameterError(
-                f"Cannot open the Optuna storage {storage!r}: {error}".splitlines()[0]
-            ) from None
-    path = storage.removeprefix("journal:") or str(tracking.local_store_dir() / "optuna.journal")
-    return JournalStorage(JournalFileBackend(path))
+    if redact(storage) != storage:
+        print("note: the storage URL holds a password, logged and shown as ***; keep it in "
+              "PGPASSWORD or ~/.pgpass instead (docs/scaling-out.md)", file=sys.stderr)  # fmt: skip
+    rdb = storage.startswith(RDB_STORAGE_SCHEMES)
+    path = storage.removeprefix("journal:") or str(store.default_journal())
+    try:
+        if rdb:
+            return open_rdb_storage(rdb_url(storage), heartbeat_interval, grace_period)
+        return JournalStorage(JournalFileBackend(path))
+    except Exception as error:  # sqlalchemy / driver / file errors: a bad URL, server down
+        where = storage if rdb else path
+        raise ParameterError(
+            redact(f"Cannot open the Optuna storage {where!r}: {error}".splitlines()[0])
+        ) from None
 
 
 def open_study(
@@ -134,6 +147,28 @@ def wait_for_parent_run(study: optuna.Study) -> str | None:
             return None
         time.sleep(0.5)
     return study.user_attrs[PARENT_RUN_ATTR]
+
+
+def check_resumed(study: optuna.Study, params: dict[str, str], storage: str):
+    """A new study remembers its search params; resuming one with other search params, or from
+    a tracking store without its parent run, is a ParameterError naming what differs."""
+    search = {key: value for key, value in params.items() if key not in RESUMABLE_PARAMS}
+    if PARAMS_ATTR not in study.user_attrs:  # a new study, or one older than this check
+        study.set_user_attr(PARAMS_ATTR, search)
+    known = study.user_attrs[PARAMS_ATTR]
+    changed = [f"{key}={known.get(key)!r}" for key in search if search[key] != known.get(key)]
+    if changed:
+        raise ParameterError(
+            f"The Optuna study {study.study_name!r} was created with {', '.join(changed)}: "
+            "resume it with those, or give the new params another study_name."
+        )
+    parent = study.user_attrs.get(PARENT_RUN_ATTR)
+    if parent and not tracking.run_exists(parent):
+        raise ParameterError(
+            f"The Optuna study {study.study_name!r} belongs to another tracking store: its parent "
+            f"run {parent} is not in {store.tracking_uri()}. Use another study_name, or delete the "
+            f"study from {redact(storage)}."
+        )
 
 
 def count_finished(study: optuna.Study) -> int:

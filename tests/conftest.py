@@ -18,7 +18,8 @@ FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 @pytest.fixture(scope="session", autouse=True)
 def tracking_store(tmp_path_factory):
-    """Sets MLFLOW_TRACKING_URI for this process and every subprocess; cwd holds the artifacts."""
+    """Sets MLFLOW_TRACKING_URI for this process and every subprocess; the artifacts go beside
+    the store (pipeline/store.py), here the working directory."""
     store = tmp_path_factory.mktemp("mlflow")
     previous_cwd = os.getcwd()
     os.chdir(store)
@@ -33,6 +34,17 @@ def tracking_store(tmp_path_factory):
     )
     yield store
     os.chdir(previous_cwd)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL cluster on a loopback port (tests/servers.py), one per session."""
+    from servers import PostgresCluster
+
+    cluster = PostgresCluster()
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def test_defaults_round_trip_through_their_strings():
         ({"validation_split": "1"}, "must be a float in the range (0, 1). Got '1' instead."),
         ({"dataset": "cifar"}, "The 'dataset' parameter of train must be one of ('mnist_5k',"),
         ({"data_dir": "/tmp"}, "must be empty for datasets other than ('mnist', 'fashion_mnist')"),
-        ({"seed": "4294967296"}, "must be an int in the range [0, 2147483647]."),
+        ({"seed": "4294967296"}, "must be an int in the range [0, 4294967295]."),
     ],
 )
 def test_constraints_describe_themselves_in_the_error(raw, expected):

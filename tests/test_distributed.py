@@ -4,11 +4,9 @@ restarted; a model is served over REST. Skipped where PostgreSQL is not installe
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -19,16 +17,13 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import optuna
-import psycopg2
 import pytest
 from conftest import pipeline_command
+from servers import MLFLOW, POSTGRES_BINARIES, TrackingServer, free_port, wait_until
 
 from pipeline.config import TrainConfig
 from pipeline.data import load_dataset
 
-POSTGRES_BINARIES = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-MLFLOW = str(Path(sys.executable).parent / "mlflow")
-DB_USER = "postgres"
 FINISHED = {"COMPLETE", "PRUNED"}
 
 pytestmark = [
@@ -37,98 +32,12 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {seconds} s for {what}")
-        time.sleep(0.2)
-
-
-def as_db_user(args: list) -> list[str]:
-    """initdb refuses to run as root: root runs the cluster as the `postgres` user."""
-    prefix = ["runuser", "-u", DB_USER, "--"] if os.geteuid() == 0 else []
-    return [*prefix, *map(str, args)]
-
-
 @pytest.fixture(scope="module")
-def postgres():
-    """A PostgreSQL cluster on a free loopback port with databases `mlflow` and `optuna`;
-    yields the URL prefix `postgresql+psycopg2://postgres@127.0.0.1:<port>`."""
-    binaries = POSTGRES_BINARIES[-1].parent
-    folder = Path(tempfile.mkdtemp(prefix="pipeline-postgres-"))
-    if os.geteuid() == 0:
-        shutil.chown(folder, DB_USER)
-    data, port = folder / "data", free_port()
-    initdb = [binaries / "initdb", "-D", data, "-A", "trust", "-U", DB_USER, "--no-sync"]
-    subprocess.run(as_db_user(initdb), cwd=folder, check=True, capture_output=True, timeout=120)
-    options = f"-h 127.0.0.1 -p {port} -k {data} -c fsync=off"
-    pg_ctl = [binaries / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "-t", "60"]
-    subprocess.run(
-        as_db_user([*pg_ctl, "-o", options, "start"]), cwd=folder, check=True, timeout=90
-    )
-    url = f"postgresql+psycopg2://{DB_USER}@127.0.0.1:{port}"
-    connection = psycopg2.connect(f"postgresql://{DB_USER}@127.0.0.1:{port}/postgres")
-    connection.autocommit = True
-    for database in ("mlflow", "optuna"):
-        connection.cursor().execute(f"CREATE DATABASE {database}")
-    connection.close()
-    yield url
-    subprocess.run(as_db_user([*pg_ctl, "-m", "immediate", "stop"]), cwd=folder, timeout=90)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-class TrackingServer:
-    """`mlflow server` on PostgreSQL with proxied artifacts in a local folder; restartable."""
-
-    def __init__(self, backend_store_uri: str, artifacts: Path):
-        self.command = [
-            MLFLOW,
-            "server",
-            "--backend-store-uri",
-            backend_store_uri,
-            "--artifacts-destination",
-            str(artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(free_port()),
-            "--workers",
-            "1",
-        ]
-        self.url = f"http://127.0.0.1:{self.command[-3]}"
-        self.log = artifacts.parent / "server.log"
-        self.process = None
-
-    def is_up(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
-
-    def start(self):
-        env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-        with self.log.open("a") as log:
-            self.process = subprocess.Popen(
-                self.command, stdout=log, stderr=log, env=env, start_new_session=True
-            )
-        wait_until(self.is_up, 120, f"the tracking server (log: {self.log})")
-
-    def stop(self):
-        """SIGTERM to the server's process group (uvicorn runs in a child)."""
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=60)
-        wait_until(lambda: not self.is_up(), 30, "the tracking server to stop")
-
-    def client(self) -> mlflow.MlflowClient:
-        return mlflow.MlflowClient(tracking_uri=self.url)
+def postgres(postgres_cluster):
+    """Databases `mlflow` and `optuna` of the session's cluster; yields the URL prefix
+    `postgresql+psycopg2://postgres@127.0.0.1:<port>`."""
+    postgres_cluster.execute("CREATE DATABASE mlflow", "CREATE DATABASE optuna")
+    return postgres_cluster.url
 
 
 @pytest.fixture(scope="module")

@@ -125,7 +125,7 @@ def test_make_train_offline_lands_in_the_promised_experiment_quietly(tmp_path, c
 
 def test_make_clean_keeps_the_runs(tmp_path):
     shutil.copy(PROJECT_ROOT / "Makefile", tmp_path)
-    runs = ["mlflow.db", "optuna.journal", "mlruns/1/meta.yaml", "mlartifacts/a"]
+    runs = ["mlflow.db", "mlflow.db.optuna.journal", "mlruns/1/meta.yaml", "mlartifacts/a"]
     built = [".venv/bin/python", "pipeline/__pycache__/x.pyc", ".pytest_cache/v"]
     for path in runs + built:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import pipeline_command, running_runs
 
-from pipeline import tracking
+from pipeline import store, tracking
 from pipeline.config import PRUNERS, TuneConfig
 from pipeline.tune import create_pruner, suggest_train_config, tune
 from pipeline.workers import is_alive, is_surplus, worker_id
@@ -195,7 +195,7 @@ def tune_storage():
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    return JournalStorage(JournalFileBackend(str(tracking.local_store_dir() / "optuna.journal")))
+    return JournalStorage(JournalFileBackend(str(store.default_journal())))
 
 
 def test_search_space_covers_each_layer_and_optionally_the_learning_rate():

@@ -1,0 +1,69 @@
+"""No password leaves the process: redacted in params, tags, failure reasons, descriptions, text
+artifacts, error lines and tracebacks; a tracking URI holding one is refused. The end-to-end
+check against a password-protected PostgreSQL is in test_auth.py."""
+
+import sys
+
+import mlflow
+import pytest
+
+from pipeline import cli, secrets, tracking
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgresql+psycopg2://alice:S3cret@db/x", "postgresql+psycopg2://alice:***@db/x"),
+        ("postgresql://alice@db/x", "postgresql://alice@db/x"),  # nothing to hide
+        ("http://u:p%40ss@host:5000/x", "http://u:***@host:5000/x"),
+        ("at 'mysql://root:pw@h:1/x': refused", "at 'mysql://root:***@h:1/x': refused"),
+        ("postgresql://db/x?user=a&password=pw&y=1", "postgresql://db/x?user=a&password=***&y=1"),
+        ("host=db password=pw dbname=x", "host=db password=*** dbname=x"),
+        ("journal:/tmp/a:b@c.journal", "journal:/tmp/a:b@c.journal"),  # a path, not a URL
+    ],
+)
+def test_redact_hides_url_passwords_and_password_options(text, expected):
+    assert secrets.redact(text) == expected
+
+
+def test_redact_hides_values_of_variables_named_secret(monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "hunter2-db")
+    monkeypatch.setenv("MY_API_TOKEN", "tok-123456")
+    monkeypatch.setenv("HOME_DIR_NAME", "hunter")  # not a secret's name
+    monkeypatch.setenv("SHORT_SECRET", "abc")  # too short to mask safely
+    text = "hunter2-db and tok-123456 for hunter, abc"
+    assert secrets.redact(text) == "*** and *** for hunter, abc"
+
+
+def test_params_tags_reasons_and_descriptions_are_redacted(client):
+    url = "postgresql://alice:S3cretPW@127.0.0.1:1/optuna"
+    with pytest.raises(RuntimeError), tracking.run("leaky", "dropout-mlp-secrets") as run_id:
+        tracking.log_params({"storage": url})
+        tracking.set_tags({"where": url})
+        tracking.set_description(f"tuned on {url}")
+        tracking.log_text(url, "url.txt")
+        raise RuntimeError(f"could not reach {url}")
+    run = client.get_run(run_id)
+    redacted = "postgresql://alice:***@127.0.0.1:1/optuna"
+    assert run.data.params["storage"] == redacted
+    assert run.data.tags["where"] == redacted
+    assert run.data.tags["failure_reason"] == f"RuntimeError: could not reach {redacted}"
+    assert run.data.tags["mlflow.note.content"] == f"tuned on {redacted}"
+    assert mlflow.artifacts.load_text(f"runs:/{run_id}/url.txt") == redacted
+
+
+def test_a_traceback_is_printed_redacted(capsys):
+    try:
+        raise ConnectionError("API request to http://bob:pw0rd@mlflow:5000 failed")
+    except ConnectionError:
+        secrets.excepthook(*sys.exc_info())
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "http://bob:***@mlflow:5000" in err and "pw0rd" not in err
+
+
+def test_a_tracking_uri_with_a_password_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://bob:pw0rd@127.0.0.1:1")
+    assert cli.main(["train", "--dataset", "digits"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "'http://bob:***@127.0.0.1:1'" in line and "pw0rd" not in line
+    assert line.endswith("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead.")
