@@ -21,6 +21,7 @@ from pipeline.params import (
     GRACE_PERIOD,
     GRID_FACTORS,
     HEARTBEAT_INTERVAL,
+    MAX_NORM,
     NON_NEGATIVE,
     NON_NEGATIVE_FLOAT,
     POSITIVE,
@@ -34,6 +35,7 @@ from pipeline.params import (
     STRIPPED,
     STUDY_NAME,
     TRAIN_SEED_MAX,
+    TRAIN_SIZE,
 )
 from pipeline.validation import (
     Boolean,
@@ -72,12 +74,8 @@ class ModelDataConfig(Config):
         0.001, Interval(float, 0, None, closed="neither"), "Adam learning rate"
     ).field()
     validation_split: float = Param(0.1, SHARE, "stratified share held out to validate").field()
-    train_size: int = Param(
-        0, NON_NEGATIVE, "training examples kept (stratified) after the validation split; 0: all"
-    ).field()
-    max_norm: float = Param(
-        0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off"
-    ).field()
+    train_size: int = TRAIN_SIZE.field()
+    max_norm: float = MAX_NORM.field()
     seed: int = SEED.field()
     recipe: str = Param(
         "standard", Options(RECIPES), "standard: [0, 1] pixels, softmax; notebook: 0-255, sigmoid"
@@ -153,11 +151,7 @@ class TuneConfig(ModelDataConfig):
     n_trials: int = Param(
         20, POSITIVE, "finished (complete or pruned) trials the study ends with, resumed included"
     ).field()
-    max_rate: float = Param(
-        0.7,
-        Interval(float, 0, 1, closed="neither"),
-        "each dropout rate is searched in [0, max_rate]",
-    ).field()
+    max_rate: float = Param(0.7, SHARE, "dropout rates are searched in [0, max_rate]").field()
     rate_step: float = Param(
         0.05, Interval(float, 0, 1, closed="right"), "grid step of the searched rates"
     ).field()

@@ -69,6 +69,10 @@ HEARTBEAT_INTERVAL = Param(
 GRACE_PERIOD = Param(
     90, POSITIVE, "RDB storage: a trial silent this many seconds is marked FAIL and retried"
 )
+TRAIN_SIZE = Param(
+    0, NON_NEGATIVE, "training examples kept (stratified) after the validation split; 0: all"
+)
+MAX_NORM = Param(0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off")
 REPLICAS = Param(
     8, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
 )

@@ -17,7 +17,8 @@ from scipy import stats
 from pipeline import significance
 from pipeline.config import StudyConfig, format_param
 from pipeline.factors import Factors, level_text
-from pipeline.study import SeedResult, comparison_table, figure_base64
+from pipeline.reports import html_report, image_html
+from pipeline.study import SeedResult, comparison_table
 
 MAP_METRIC = "test_accuracy"
 VERDICT_WORDS = {
@@ -208,13 +209,9 @@ def report_markdown(text: str, table: pd.DataFrame) -> str:
 
 
 def report_html(text: str, table: pd.DataFrame, figure: plt.Figure) -> str:
-    paragraphs = "".join(
-        f"<p>{paragraph.replace('**', '').replace('`', '')}</p>" for paragraph in text.split("\n\n")
-    )
-    return (
-        "<html><head><meta charset='utf-8'><title>Where does dropout help?</title></head><body>"
-        f"<h1>Where does dropout help?</h1>{paragraphs}"
-        f"<img src='data:image/png;base64,{figure_base64(figure)}'>"
-        "<h2>Every cell, candidate and metric</h2>"
-        f"{table.to_html(index=False, float_format='{:.4g}'.format)}</body></html>"
+    return html_report(
+        "Where does dropout help?",
+        text,
+        f"{image_html(figure)}<h2>Every cell, candidate and metric</h2>"
+        f"{table.to_html(index=False, float_format='{:.4g}'.format)}",
     )

@@ -8,10 +8,8 @@ The runner and the tables take named train configs, so tune's fresh-seed compari
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
-import io
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from pipeline import figures, significance, tracking
 from pipeline.config import StudyConfig, TrainConfig, format_param
 from pipeline.data import Dataset, load_dataset
 from pipeline.replicas import Member, check_fits, train_members
+from pipeline.reports import report_html, report_markdown
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
 SUMMARY_METRICS = (
@@ -195,35 +194,6 @@ def answer(config: StudyConfig, summary: pd.DataFrame, comparisons: pd.DataFrame
         f"({config.seed}…{config.seed + config.seeds - 1}), alpha {config.alpha}."
     )
     return "\n\n".join([heading, *findings(summary, comparisons)])
-
-
-def figure_base64(figure) -> str:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def report_markdown(text: str, summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    return (
-        f"# Does dropout help?\n\n{text}\n\n## Per config (over seeds)\n\n"
-        f"{summary.to_markdown(index=False, floatfmt='.4f')}\n\n## Paired comparisons\n\n"
-        f"{comparisons.to_markdown(index=False, floatfmt='.4g')}\n"
-    )
-
-
-def report_html(text: str, summary, comparisons, curves_figure) -> str:
-    paragraphs = "".join(
-        f"<p>{paragraph.replace('**', '')}</p>" for paragraph in text.split("\n\n")
-    )
-    return (
-        "<html><head><meta charset='utf-8'><title>Does dropout help?</title></head><body>"
-        f"<h1>Does dropout help?</h1>{paragraphs}<h2>Per config (over seeds)</h2>"
-        f"{summary.to_html(index=False, float_format='{:.4f}'.format)}"
-        f"<h2>Paired comparisons</h2>"
-        f"{comparisons.to_html(index=False, float_format='{:.4g}'.format)}"
-        f"<h2>Learning curves</h2><img src='data:image/png;base64,"
-        f"{figure_base64(curves_figure)}'></body></html>"
-    )
 
 
 def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: str = ""):

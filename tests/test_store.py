@@ -12,8 +12,9 @@ import pytest
 from conftest import assert_rejected, pipeline_command
 
 from pipeline import cli
-from pipeline.config import SEED_MAX, StudyConfig, TrainConfig, TuneConfig
+from pipeline.config import StudyConfig, TrainConfig, TuneConfig
 from pipeline.data import DataError, load_dataset
+from pipeline.params import SEED_MAX
 
 DIGITS = ["train", "--dataset", "digits", "--epochs", "1"]
 
