@@ -10,6 +10,7 @@ and so is the subset of the rest that `train_size` keeps.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 from dataclasses import dataclass
@@ -286,3 +287,8 @@ def load_dataset(config: ModelDataConfig) -> Dataset:
         y_test=arrays["y_test"].astype(np.int64),
         train_size=config.train_size,
     )
+
+
+def seed_datasets(config: ModelDataConfig, seeds) -> dict[int, Dataset]:
+    """Each seed's split of the config's data (before any run: bad data -> exit 2)."""
+    return {seed: load_dataset(dataclasses.replace(config, seed=seed)) for seed in seeds}

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from pipeline import regime_map, tracking
 from pipeline.config import GRID, StudyConfig
-from pipeline.data import load_dataset
+from pipeline.data import load_dataset, seed_datasets
 from pipeline.factors import cell_label, cells, level_text
 from pipeline.replicas import check_fits
 from pipeline.study import SeedResult, log_results, run_configs, study_key
@@ -69,7 +69,7 @@ def run_cell(
     study = cell_config(config, cell)
     configs = {name: study.train_config(dropout_rates=rates) for name, rates in study.named_configs}
     seeds = range(study.seed, study.seed + study.seeds)
-    datasets = {seed: load_dataset(dataclasses.replace(study, seed=seed)) for seed in seeds}
+    datasets = seed_datasets(study, seeds)
     tags = {"entry_point": "study", "study": config.name, "grid_cell": cell_label(cell)}
     earlier = tracking.child_runs(parent_run_id, tags)
     trial = {} if trial_number is None else {"trial_number": str(trial_number)}

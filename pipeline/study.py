@@ -19,7 +19,7 @@ import pandas as pd
 
 from pipeline import figures, significance, tracking
 from pipeline.config import StudyConfig, TrainConfig, format_param
-from pipeline.data import Dataset, load_dataset
+from pipeline.data import Dataset, seed_datasets
 from pipeline.replicas import Member, check_fits, train_members
 from pipeline.reports import report_html, report_markdown
 
@@ -242,7 +242,7 @@ def study(config: StudyConfig) -> str:
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
     # a train_size the data cannot give: exit 2 naming study's param, before any run exists
-    datasets = {seed: load_dataset(dataclasses.replace(config, seed=seed)) for seed in seeds}
+    datasets = seed_datasets(config, seeds)
     check_fits(config.replicas, datasets[config.seed], config)
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs

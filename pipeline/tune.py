@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from pipeline import store, tracking
 from pipeline.config import TrainConfig, TuneConfig, format_param
-from pipeline.data import Dataset, load_dataset
+from pipeline.data import Dataset, seed_datasets
 from pipeline.params import CHAMPION_ALIAS
 from pipeline.replicas import Member, check_fits, train_group
 from pipeline.train import TrainingDiverged, TrainResult, train
@@ -216,7 +216,7 @@ def summarize(
 
 def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
-    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in search_seeds(config)}
+    datasets = seed_datasets(config, search_seeds(config))
     check_fits(max(config.replicas, config.trial_seeds), datasets[config.seed], config)
     storage = create_storage(config.storage, config.heartbeat_interval, config.grace_period)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)

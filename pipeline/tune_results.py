@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from pipeline import tracking
 from pipeline.config import TrainConfig, TuneConfig, format_param
-from pipeline.data import load_dataset
+from pipeline.data import seed_datasets
 from pipeline.study import (
     COMPARED_METRICS,
     comparison_table,
@@ -133,7 +133,7 @@ def compare_on_fresh_seeds(
     (`final_summary.csv`), with 2+ seeds the paired comparisons (`final_comparison.csv`), and
     their metrics `final_<config>_…`. Returns both tables (no comparisons for one seed)."""
     configs = notebook_configs(config, study)
-    datasets = {seed: load_dataset(config.train_config(seed=seed)) for seed in fresh_seeds(config)}
+    datasets = seed_datasets(config, fresh_seeds(config))
     tags = {"entry_point": "tune", "study": config.name}
     results = run_configs(
         configs, datasets, parent_run_id, tags, "final_config", "seed", config.replicas

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import mlflow
 import pytest
+from helpers import PROJECT_ROOT
 
 from pipeline import runtime
 
 runtime.setup("tensorflow")  # before any test module imports Keras
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -50,24 +48,3 @@ def postgres_cluster():
 @pytest.fixture
 def client() -> mlflow.MlflowClient:
     return mlflow.MlflowClient()
-
-
-def running_runs(client: mlflow.MlflowClient) -> list:
-    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
-    return client.search_runs(experiments, "attributes.status = 'RUNNING'")
-
-
-def pipeline_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline", *args]
-
-
-def assert_rejected(argv: list[str], message: str, capsys, client: mlflow.MlflowClient):
-    """Bad input: exit code 2, one line on stderr containing `message`, no run left RUNNING."""
-    from pipeline import cli
-
-    running_runs(client)  # the store exists (its creation logs to stderr) before the command
-    capsys.readouterr()
-    assert cli.main(argv) == 2
-    stderr = capsys.readouterr().err
-    assert message in stderr and stderr.count("\n") == 1
-    assert running_runs(client) == []

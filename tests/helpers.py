@@ -1,11 +1,38 @@
-"""Test data on disk: IDX files cut from the real MNIST test set bundled with the package."""
+"""What tests share: paths, the pipeline as a command, bad-input and RUNNING-run checks, and test
+data on disk (IDX files cut from the real MNIST test set bundled with the package)."""
 
 import gzip
+import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 
 from pipeline.data import bundled_idx
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def running_runs(client: mlflow.MlflowClient) -> list:
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    return client.search_runs(experiments, "attributes.status = 'RUNNING'")
+
+
+def pipeline_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pipeline", *args]
+
+
+def assert_rejected(argv: list[str], message: str, capsys, client: mlflow.MlflowClient):
+    """Bad input: exit code 2, one line on stderr containing `message`, no run left RUNNING."""
+    from pipeline import cli
+
+    running_runs(client)  # the store exists (its creation logs to stderr) before the command
+    capsys.readouterr()
+    assert cli.main(argv) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr and stderr.count("\n") == 1
+    assert running_runs(client) == []
 
 
 def write_idx(path: Path, array: np.ndarray):

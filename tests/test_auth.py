@@ -13,7 +13,7 @@ import mlflow
 import mlflow.server
 import optuna
 import pytest
-from conftest import pipeline_command
+from helpers import pipeline_command
 from mlflow.exceptions import MlflowException
 from servers import POSTGRES_BINARIES, TrackingServer
 

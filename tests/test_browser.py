@@ -12,7 +12,7 @@ from contextlib import ExitStack
 
 import mlflow
 import pytest
-from conftest import pipeline_command
+from helpers import pipeline_command
 from mlflow_ui import (
     CHROMIUM,
     artifact_file_url,

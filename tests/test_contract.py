@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from conftest import PROJECT_ROOT, assert_rejected
+from helpers import PROJECT_ROOT, assert_rejected
 
 from pipeline import cli, project_files
 from pipeline.config import ParameterError, TrainConfig, format_param

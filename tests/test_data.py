@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import FASHION_MNIST
-from helpers import bundled_mnist_test_set, mnist_data_dir, write_idx
+from helpers import FASHION_MNIST, bundled_mnist_test_set, mnist_data_dir, write_idx
 
 from pipeline.config import ParameterError, TrainConfig
 from pipeline.data import FASHION_MNIST_CLASSES, DataError, load_dataset

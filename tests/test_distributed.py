@@ -18,7 +18,7 @@ import mlflow
 import numpy as np
 import optuna
 import pytest
-from conftest import pipeline_command
+from helpers import pipeline_command
 from servers import MLFLOW, POSTGRES_BINARIES, TrackingServer, free_port, wait_until
 
 from pipeline.config import TrainConfig

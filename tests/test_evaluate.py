@@ -3,8 +3,7 @@ its artifacts, the model registry path, and bad input."""
 
 import mlflow
 import pytest
-from conftest import assert_rejected
-from helpers import mnist_data_dir
+from helpers import assert_rejected, mnist_data_dir
 
 from pipeline.config import EvaluateConfig, TrainConfig
 from pipeline.evaluate import evaluate

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import PROJECT_ROOT, pipeline_command
+from helpers import PROJECT_ROOT, pipeline_command
 
 from pipeline import data
 from pipeline.config import TrainConfig

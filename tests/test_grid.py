@@ -5,7 +5,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import assert_rejected
+from helpers import assert_rejected
 from scipy import stats
 
 from pipeline.config import GRID, ParameterError, StudyConfig
@@ -14,7 +14,9 @@ from pipeline.grid import cost, grid_study
 from pipeline.regime_map import findings, regime_figure, regime_table
 from pipeline.study import SUMMARY_METRICS, SeedResult
 
-TINY = StudyConfig(dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny")
+TINY = StudyConfig(
+    dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny grid"
+)
 MAP_ARTIFACTS = {"regime_map.csv", "regime_map.png", "report.md", "report.html"}
 
 

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, running_runs
+from helpers import PROJECT_ROOT, running_runs
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 

@@ -2,7 +2,7 @@
 
 import mlflow
 import pytest
-from conftest import running_runs
+from helpers import running_runs
 
 from pipeline import cli
 from pipeline.config import TuneConfig

@@ -6,7 +6,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
-from conftest import assert_rejected, running_runs
+from helpers import assert_rejected, running_runs
 
 from pipeline import tracking
 from pipeline.config import EvaluateConfig, StudyConfig, TrainConfig, TuneConfig

@@ -5,7 +5,7 @@ import subprocess
 
 import mlflow
 import pytest
-from conftest import assert_rejected, pipeline_command, running_runs
+from helpers import assert_rejected, pipeline_command, running_runs
 
 from pipeline import cli, store
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 
 import optuna
-from conftest import pipeline_command, running_runs
+from helpers import pipeline_command, running_runs
 
 from pipeline import store
 from pipeline.config import StudyConfig, TuneConfig
@@ -76,15 +76,16 @@ def test_study_fails_the_children_a_killed_process_left_running(client):
     process = start("study", "--dataset", "digits", "--epochs", "30", "--seeds", "2",
                     "--study-name", "killed study")  # fmt: skip
     signal_at_epoch(process, signal.SIGKILL)
-    _, [orphan] = runs_tagged(client, "study", "killed study")
-    assert orphan.info.status == "RUNNING"  # nothing could end it
+    _, orphans = runs_tagged(client, "study", "killed study")  # the 4 runs of a replica group
+    assert orphans and all(run.info.status == "RUNNING" for run in orphans)  # nothing ended them
 
     study(config)
     [parent], children = runs_tagged(client, "study", "killed study")
     assert parent.info.status == "FINISHED"
     statuses = {run.info.run_id: run.info.status for run in children}
-    assert statuses.pop(orphan.info.run_id) == "FAILED"
+    assert [statuses.pop(run.info.run_id) for run in orphans] == ["FAILED"] * len(orphans)
     assert sorted(statuses.values()) == ["FINISHED"] * 4
-    [failed] = [run for run in children if run.info.run_id == orphan.info.run_id]
-    assert "process died" in failed.data.tags["failure_reason"]
+    orphan_ids = {run.info.run_id for run in orphans}
+    for failed in (run for run in children if run.info.run_id in orphan_ids):
+        assert "process died" in failed.data.tags["failure_reason"]
     assert running_runs(client) == []

@@ -9,7 +9,7 @@ import subprocess
 import mlflow
 import numpy as np
 import pytest
-from conftest import assert_rejected, pipeline_command
+from helpers import assert_rejected, pipeline_command
 
 from pipeline import cli
 from pipeline.config import StudyConfig, TrainConfig, TuneConfig

@@ -12,8 +12,7 @@ import keras
 import mlflow
 import numpy as np
 import pytest
-from conftest import FASHION_MNIST, pipeline_command, running_runs
-from helpers import mnist_data_dir
+from helpers import FASHION_MNIST, mnist_data_dir, pipeline_command, running_runs
 
 from pipeline import cli
 from pipeline.config import ParameterError, TrainConfig

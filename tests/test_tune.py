@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
-from conftest import pipeline_command, running_runs
+from helpers import pipeline_command, running_runs
 
 from pipeline import store, tracking
 from pipeline.config import PRUNERS, TuneConfig
