@@ -74,7 +74,7 @@ TRAIN_SIZE = Param(
 )
 MAX_NORM = Param(0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off")
 REPLICAS = Param(
-    8, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
+    10, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
 )
 DATA_DIR_RULE = Rule(
     "data_dir",
