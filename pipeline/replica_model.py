@@ -59,10 +59,15 @@ class ReplicaDropout(keras.layers.Layer):
         return ops.stack(replicas)
 
 
-def replica_crossentropy(y_true, y_pred):
-    """Per example, the sum over replicas of the sparse categorical cross-entropy: its mean
-    over a batch is the sum of the replicas' mean losses."""
-    return ops.sum(keras.losses.sparse_categorical_crossentropy(y_true, y_pred), axis=-1)
+def replica_crossentropy(y_true, logits):
+    """Per example, the sum over replicas of the sparse categorical cross-entropy of the output
+    layer's logits (as Keras computes a single model's softmax or sigmoid output's loss): its
+    mean over a batch is the sum of the replicas' mean losses."""
+    return ops.sum(crossentropy(y_true, logits), axis=-1)
+
+
+def crossentropy(y_true, logits):
+    return keras.losses.sparse_categorical_crossentropy(y_true, logits, from_logits=True)
 
 
 class ReplicaMean(keras.metrics.Metric):
@@ -121,16 +126,20 @@ def build_replica_model(
         rates = [rates[layer] for rates in dropout_rates]
         layer_seeds = [seed * len(hidden_units) + layer for seed in seeds]
         x = ReplicaDropout(rates, layer_seeds, name=f"dropout_{layer}")(x)
-    activation = "softmax" if recipe == "standard" else "sigmoid"
-    x = ReplicaDense(replicas, num_classes, activation, name="output")(x)
-    outputs = ops.transpose(x, (1, 0, 2))  # (batch, K, classes)
+    activation = keras.activations.get("softmax" if recipe == "standard" else "sigmoid")
+    x = ReplicaDense(replicas, num_classes, name="output")(x)
+    outputs = ops.transpose(x, (1, 0, 2))  # logits (batch, K, classes)
+
+    def accuracy(y_true, logits):  # of the outputs: sigmoid's saturated ties count, as in train
+        return keras.metrics.sparse_categorical_accuracy(y_true, activation(logits))
+
     model = keras.Model(inputs, outputs, name="replica_mlp")
     model.compile(
         optimizer=ReplicaAdam(learning_rates),
         loss=replica_crossentropy,
         metrics=[
-            ReplicaMean(keras.metrics.sparse_categorical_accuracy, replicas, "accuracy"),
-            ReplicaMean(keras.losses.sparse_categorical_crossentropy, replicas, "xent"),
+            ReplicaMean(accuracy, replicas, "accuracy"),
+            ReplicaMean(crossentropy, replicas, "xent"),
         ],
         steps_per_execution=steps_per_execution,
     )

@@ -14,7 +14,7 @@ from pipeline.data import load_dataset
 from pipeline.evaluate import evaluate
 from pipeline.replicas import Member, groups, train_group
 from pipeline.study import study
-from pipeline.train import TrainingDiverged
+from pipeline.train import TrainingDiverged, train
 from pipeline.tune import tune
 
 A = TrainConfig(dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0))
@@ -164,3 +164,13 @@ def test_max_norm_bounds_each_replicas_hidden_units(parent):
         hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
         for layer in hidden:
             assert np.linalg.norm(layer.get_weights()[0], axis=0).max() <= 0.3 + 1e-5
+
+
+def test_the_notebook_recipe_learns_in_a_group_as_alone(parent):
+    """Its sigmoid outputs saturate: the loss must come from the logits, as Keras computes a
+    single model's (a loss on the saturated outputs left every test image tied, 10% accuracy)."""
+    notebook = dataclasses.replace(B, recipe="notebook", epochs=3)
+    [grouped] = train_group(members(notebook), parent)
+    single = train(notebook, load_dataset(notebook), parent)
+    assert grouped.test_metrics["test_tied_top_fraction"] < 0.5
+    assert grouped.test_metrics["test_accuracy"] > single.test_metrics["test_accuracy"] - 0.15
