@@ -241,10 +241,8 @@ def tag_run(run_id: str, tags: dict[str, str]):
 
 def end_stale_run(run_id: str, reason: str):
     """Mark a run left RUNNING by a killed process as FAILED, with the reason."""
-    client = mlflow.MlflowClient()
-    if client.get_run(run_id).info.status == "RUNNING":
-        client.set_tag(run_id, FAILURE_TAG, redact(reason))
-        client.set_terminated(run_id, "FAILED")
+    if is_running(run_id):
+        end_run_by_id(run_id, "FAILED", reason)
 
 
 def end_dead_children(parent_run_id: str):
