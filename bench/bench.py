@@ -31,7 +31,8 @@ from optuna.trial import TrialState
 
 from pipeline import runtime, tracking
 from pipeline.config import PRUNERS, TrainConfig, TuneConfig
-from pipeline.data import DEBIAN_FASHION_MNIST, Dataset, load_dataset
+from pipeline.data import Dataset, load_dataset
+from pipeline.sources import DEBIAN_FASHION_MNIST
 
 BENCH_DIR = Path(__file__).resolve().parent
 PERFORMANCE_DOC = BENCH_DIR.parent / "docs" / "performance.md"

@@ -17,8 +17,8 @@ import mlflow
 
 from pipeline import runtime, tracking
 from pipeline.config import StudyConfig
-from pipeline.data import DEBIAN_FASHION_MNIST
 from pipeline.grid import grid_study
+from pipeline.sources import DEBIAN_FASHION_MNIST
 from pipeline.study import study, study_key
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from pipeline.scoring import expected_calibration_error, most_confident_errors
@@ -31,11 +32,13 @@ def confusion_matrix_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
 
 def learning_curves_figure(history: dict[str, list[float]], title: str = "") -> plt.Figure:
     """Loss and accuracy per epoch, train vs validation."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.25)  # see above
     epochs = np.arange(1, len(history["loss"]) + 1)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=False):
         axis.plot(epochs, history[metric], marker="o", label="train")
         axis.plot(epochs, history[f"val_{metric}"], marker="o", label="validation")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.set_xlabel("epoch")
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)

@@ -8,6 +8,7 @@ replica group. A member whose loss becomes NaN fails alone; its neighbours train
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import uuid
@@ -187,7 +188,20 @@ def _fit(model: keras.Model, members: Sequence[Member], hooks: Sequence[GroupHoo
             hook(epoch, logged)
 
 
-def _finish(model: keras.Model, replica: int, member: Member) -> TrainResult:
+def _single_models(members: Sequence[Member]) -> dict:
+    """One standard single Keras model per distinct config of the group (`build_model`), its
+    optimizer built as a loaded model expects: each member's weights go into its config's model
+    in turn, so predict and evaluate trace once per config, not once per member."""
+    models = {}
+    for member in members:
+        key = dataclasses.replace(member.config, seed=0)
+        if key not in models:
+            models[key] = config_model(member.config, member.dataset)
+            models[key].optimizer.build(models[key].trainable_variables)
+    return {id(member): models[dataclasses.replace(member.config, seed=0)] for member in members}
+
+
+def _finish(model: keras.Model, replica: int, member: Member, single: keras.Model) -> TrainResult:
     """Log what a train run logs after training, into the member's run, and end it."""
     config, dataset = member.config, member.dataset
     with tracking.continued(member.run_id):
@@ -196,9 +210,7 @@ def _finish(model: keras.Model, replica: int, member: Member) -> TrainResult:
             figures.learning_curves_figure(member.history, config.run_name),
             "learning_curves.png",
         )
-        single = config_model(config, dataset)
         copy_replica_weights(model, replica, single)
-        single.optimizer.build(single.trainable_variables)  # saved as a loaded model expects
         test_metrics = log_test_results(single, dataset, config.run_name)
     return TrainResult(member.run_id, member.history, test_metrics)
 
@@ -224,8 +236,9 @@ def train_group(
         keras.backend.clear_session()
         model = build(members)
         _fit(model, members, epoch_hooks)
+        singles = _single_models(members)
         results = [
-            _finish(model, replica, member)
+            _finish(model, replica, member, singles[id(member)])
             for replica, member in enumerate(members)
             if not member.failure
         ]

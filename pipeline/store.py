@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import re
 import urllib.parse
@@ -99,6 +100,8 @@ def open_store():
             f"MLFLOW_TRACKING_URI must not hold a password (got {redact(uri)!r}): set "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead."
         )
+    # its "Creating initial MLflow database tables..." lines: a new store is no news
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     try:
         with creation_lock(uri):
             client = mlflow.MlflowClient()  # creates a local store's tables, once

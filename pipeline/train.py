@@ -13,7 +13,7 @@ import numpy as np
 
 from pipeline import figures, scoring, tracking
 from pipeline.config import TrainConfig
-from pipeline.data import Dataset, content_sha256, load_dataset
+from pipeline.data import Dataset, load_dataset
 from pipeline.model import STEPS_PER_EXECUTION, build_model
 
 if TYPE_CHECKING:
@@ -75,14 +75,9 @@ class EpochLogger(keras.callbacks.Callback):
 def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
     """The splits as MLflow dataset inputs, each with a digest of its content; a train split
     cut to `train_size` is named with its size (`fashion_mnist-train-1000`)."""
-    splits = {
-        "train": (dataset.x_train, dataset.y_train),
-        "validation": (dataset.x_val, dataset.y_val),
-        "test": (dataset.x_test, dataset.y_test),
-    }
     for context in contexts:
-        x, y = splits[context]
-        digest = content_sha256(x, y)[:16]
+        x, y = dataset.splits[context]
+        digest = dataset.digests[context]
         size = f"-{dataset.train_size}" if context == "train" and dataset.train_size else ""
         name = f"{dataset.name}-{context}{size}"
         tracking.log_dataset_split(x, y, name, dataset.source, digest, context)

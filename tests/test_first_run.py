@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import PROJECT_ROOT, pipeline_command
 
-from pipeline import data
+from pipeline import sources
 from pipeline.config import TrainConfig
 from pipeline.data import DataError, load_dataset
 
@@ -65,16 +65,16 @@ def test_mnist_5k_is_500_real_digits_per_class_and_the_mnist_test_set():
 
 
 def test_bundled_files_are_checked_against_their_md5(tmp_path, monkeypatch):
-    for name, md5 in data.BUNDLED_MD5.items():
-        assert hashlib.md5((data.BUNDLED / name).read_bytes()).hexdigest() == md5
-    assert "CC BY-SA 3.0" in (data.BUNDLED / "ATTRIBUTION.md").read_text()
+    for name, md5 in sources.BUNDLED_MD5.items():
+        assert hashlib.md5((sources.BUNDLED / name).read_bytes()).hexdigest() == md5
+    assert "CC BY-SA 3.0" in (sources.BUNDLED / "ATTRIBUTION.md").read_text()
     corrupted = tmp_path / "bundled"
-    shutil.copytree(data.BUNDLED, corrupted)
+    shutil.copytree(sources.BUNDLED, corrupted)
     labels = corrupted / "t10k-labels-idx1-ubyte.gz"
     content = bytearray(labels.read_bytes())
     content[100] ^= 0xFF
     labels.write_bytes(bytes(content))
-    monkeypatch.setattr(data, "BUNDLED", corrupted)
+    monkeypatch.setattr(sources, "BUNDLED", corrupted)
     with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz' is corrupted"):
         load_dataset(TrainConfig())
     labels.unlink()
