@@ -18,12 +18,12 @@ def replica_arrays(images: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -
     """The replicas' distinct training sets one after another, x (D * n, ...) and y (D * n,)
     int32 (replicas of one seed share its split: stored once), and each replica's first row
     (K,): TensorFlow constants made once (not copied every epoch), numpy arrays for JAX."""
-    distinct = list({id(array): index for index, array in enumerate(images)}.values())
-    slot = {id(images[index]): position for position, index in enumerate(distinct)}
-    firsts = np.array([slot[id(array)] * len(array) for array in images], dtype=np.int32)
+    distinct = {id(x): (x, y) for x, y in zip(images, labels, strict=True)}  # in first-seen order
+    slot = {key: place for place, key in enumerate(distinct)}
+    firsts = np.array([slot[id(x)] * len(x) for x in images], dtype=np.int32)
     arrays = (
-        np.concatenate([images[index] for index in distinct]),
-        np.concatenate([labels[index] for index in distinct]).astype(np.int32),
+        np.concatenate([x for x, _ in distinct.values()]),
+        np.concatenate([y for _, y in distinct.values()]).astype(np.int32),
     )
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf

@@ -13,6 +13,7 @@ from pipeline import tracking
 from pipeline.config import EvaluateConfig, TrainConfig, TuneConfig
 from pipeline.data import load_dataset
 from pipeline.evaluate import evaluate
+from pipeline.replica_data import epoch_orders, replica_arrays, training_data
 from pipeline.replicas import Member, groups, train_group
 from pipeline.train import TrainingDiverged, train
 from pipeline.tune import tune
@@ -178,3 +179,16 @@ def test_the_notebook_recipe_learns_in_a_group_as_alone(parent):
     single = train(notebook, load_dataset(notebook), parent)
     assert grouped.test_metrics["test_tied_top_fraction"] < 0.5
     assert grouped.test_metrics["test_accuracy"] > single.test_metrics["test_accuracy"] - 0.15
+
+
+def test_replicas_of_one_seed_share_one_copy_of_its_split():
+    seed_0, seed_1 = (load_dataset(dataclasses.replace(A, seed=seed)) for seed in (0, 1))
+    images = [seed_0.x_train, seed_1.x_train, seed_0.x_train]
+    *arrays, firsts = replica_arrays(images, [seed_0.y_train, seed_1.y_train, seed_0.y_train])
+    n = len(seed_0.x_train)
+    assert len(arrays[0]) == 2 * n and firsts.tolist() == [0, n, 0]
+    orders = epoch_orders([0, 1, 0], n, epoch=1)
+    data = training_data((*arrays, firsts), orders, 32)
+    batch = next(iter(data["x"]))[0] if "y" not in data else data["x"][:32]
+    for replica, own in enumerate(images):  # each replica's own examples in its own order
+        np.testing.assert_array_equal(np.asarray(batch)[:, replica], own[orders[:32, replica]])
