@@ -187,13 +187,14 @@ def _single_models(members: Sequence[Member]) -> dict:
     """One standard single Keras model per distinct config of the group (`build_model`), its
     optimizer built as a loaded model expects: each member's weights go into its config's model
     in turn, so predict and evaluate trace once per config, not once per member."""
-    models = {}
+    models, singles = {}, {}
     for member in members:
         key = dataclasses.replace(member.config, seed=0)
         if key not in models:
             models[key] = config_model(member.config, member.dataset)
             models[key].optimizer.build(models[key].trainable_variables)
-    return {id(member): models[dataclasses.replace(member.config, seed=0)] for member in members}
+        singles[id(member)] = models[key]
+    return singles
 
 
 def _finish(model: keras.Model, replica: int, member: Member, single: keras.Model) -> TrainResult:

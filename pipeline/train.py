@@ -154,9 +154,9 @@ def predict_and_score(
     model: keras.Model, x: np.ndarray, y: np.ndarray
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Class probabilities of images `x` and the `test_*` metrics against labels `y`."""
-    x = x.astype("float32")
-    probabilities = model.predict(*in_order(x), batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    loss, _ = model.evaluate(*in_order(x, y), batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    data = in_order(x.astype("float32"), y)  # predict takes the images of its first item
+    probabilities = model.predict(data[0], batch_size=PREDICT_BATCH_SIZE, verbose=0)
+    loss, _ = model.evaluate(*data, batch_size=PREDICT_BATCH_SIZE, verbose=0)
     return probabilities, {
         "test_loss": float(loss),
         **scoring.score_predictions(y, probabilities),
