@@ -31,7 +31,6 @@ def assert_rejected(argv: list[str], message: str, capsys, client: mlflow.Mlflow
     """Bad input: exit code 2, one line on stderr containing `message`, no run left RUNNING."""
     from pipeline import cli
 
-    running_runs(client)  # the store exists (its creation logs to stderr) before the command
     capsys.readouterr()
     assert cli.main(argv) == 2
     stderr = capsys.readouterr().err
