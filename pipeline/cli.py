@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import gc
 import sys
 
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_class, command, _ = COMMANDS[args.pop("command")]
-    lifecycle.raise_on_sigterm()
+    lifecycle.handle_signals()
     sys.excepthook = secrets.excepthook  # an unexpected error's traceback, redacted
     try:
         config = config_class.from_strings(args)
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run():
     """The `pipeline` console script and `python -m pipeline`: `main`, then a quick exit."""
+    faulthandler.enable()  # a crash in native code (TensorFlow, SQLite) prints where it was
     code = main()
     # At exit, Python's last collection would free protobuf's objects one by one, each
     # trimming the heap (malloc_trim): ~3 s after TensorFlow. The OS frees them at once.

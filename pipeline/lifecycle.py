@@ -1,13 +1,23 @@
-"""How a process ends its runs: SIGTERM (schedulers, `docker stop`, `systemctl stop`) is raised
-in the main thread as `Terminated`, a KeyboardInterrupt, so every run ends KILLED as on Ctrl-C;
-and the worker id (host:pid) by which a later process tells that an earlier one died (kill -9).
+"""How a process ends its runs: Ctrl-C (SIGINT) and SIGTERM (schedulers, `docker stop`,
+`systemctl stop`) raise a KeyboardInterrupt (`Terminated` for SIGTERM) in the main thread, so
+every run ends KILLED; and the worker id (host:pid) by which a later process tells that an
+earlier one died (kill -9).
+
+While a run is open the interrupt waits for a safe point (the end of an epoch, of the run's
+body) instead of surfacing inside TensorFlow's runtime or a storage write: Python's docs advise
+complex programs not to raise from signal handlers at arbitrary points.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+from collections.abc import Iterator
+
+_pending: KeyboardInterrupt | None = None
+_deferring = 0
 
 
 class Terminated(KeyboardInterrupt):
@@ -29,14 +39,40 @@ def exit_code(error: KeyboardInterrupt) -> int:
     return 128 + getattr(error, "signum", signal.SIGINT)
 
 
-def _raise_terminated(signum, frame):
+def _interrupt(signum, frame):
+    global _pending
     signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
-    raise Terminated(signum)
+    _pending = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+    if not _deferring:
+        raise_pending()
 
 
-def raise_on_sigterm():
-    """From now on SIGTERM raises Terminated in the main thread (call it from there)."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+def handle_signals():
+    """From now on SIGINT and SIGTERM raise in the main thread (call it from there): at once,
+    or inside `deferred_interrupts` at its next safe point."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+
+
+def raise_pending():
+    """A safe point: raise the interrupt of a signal that arrived inside `deferred_interrupts`."""
+    global _pending
+    error, _pending = _pending, None
+    if error is not None:
+        raise error
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Inside, a signal's interrupt waits for `raise_pending` (or the outermost block's end)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring:
+            raise_pending()
 
 
 def worker_id() -> str:

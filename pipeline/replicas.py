@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import psutil
 
-from pipeline import figures, tracking
+from pipeline import figures, lifecycle, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset
 from pipeline.replica_data import epoch_orders, replica_arrays, training_data, validation_data
@@ -181,6 +181,7 @@ def _fit(model: keras.Model, members: Sequence[Member], hooks: Sequence[GroupHoo
             return
         for hook in hooks:
             hook(epoch, logged)
+        lifecycle.raise_pending()  # a signal during the epoch stops training here
 
 
 def _single_models(members: Sequence[Member]) -> dict:

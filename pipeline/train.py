@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from pipeline import figures, scoring, tracking
+from pipeline import figures, lifecycle, scoring, tracking
 from pipeline.config import TrainConfig
 from pipeline.data import Dataset, load_dataset
 from pipeline.model import STEPS_PER_EXECUTION, build_model
@@ -38,7 +38,8 @@ class TrainResult:
 
 class EpochLogger(keras.callbacks.Callback):
     """Logs each epoch's metrics once, at step = epoch number (1-based), prints a progress line,
-    stops on a non-finite loss and calls the hooks (e.g. Optuna's pruning report)."""
+    stops on a non-finite loss, calls the hooks (e.g. Optuna's pruning report) and then raises
+    the interrupt of a signal that arrived meanwhile."""
 
     def __init__(self, epochs: int, hooks: Sequence[EpochHook] = ()):
         super().__init__()
@@ -70,6 +71,7 @@ class EpochLogger(keras.callbacks.Callback):
             return
         for hook in self.hooks:
             hook(step, metrics)
+        lifecycle.raise_pending()  # a signal during the epoch stops training here
 
 
 def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):

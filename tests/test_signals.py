@@ -1,17 +1,31 @@
 """Every stop leaves a clean store: SIGTERM (schedulers, `docker stop`, `systemctl stop`) ends
 train and tune runs KILLED like Ctrl-C, a rerun clears the old reason, and a study fails the
-children a killed (kill -9) process left RUNNING."""
+children a killed (kill -9) process left RUNNING. Inside a run, the interrupt waits for a safe
+point (the epoch's end), never surfacing inside TensorFlow or a storage write."""
 
+import os
 import signal
 import subprocess
 
 import optuna
+import pytest
 from helpers import pipeline_command, running_runs
 
-from pipeline import store
-from pipeline.config import StudyConfig, TuneConfig
+from pipeline import lifecycle, store
+from pipeline.config import StudyConfig, TrainConfig, TuneConfig
 from pipeline.study import study
+from pipeline.train import train
 from pipeline.tune import tune
+
+
+@pytest.fixture
+def handled_signals():
+    """The CLI's signal handlers in this process, pytest's restored afterwards."""
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    lifecycle.handle_signals()
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def start(*args: str) -> subprocess.Popen:
@@ -26,8 +40,8 @@ def signal_at_epoch(process: subprocess.Popen, signum: int, epoch: int = 2) -> t
         if line.startswith(f"epoch {epoch}/"):
             break
     process.send_signal(signum)
-    returncode = process.wait(timeout=120)
-    return returncode, process.stderr.read()
+    _, stderr = process.communicate(timeout=120)  # drains both pipes: a full one would block it
+    return process.returncode, stderr
 
 
 def runs_tagged(client, key: str, value: str) -> tuple:
@@ -40,7 +54,8 @@ def runs_tagged(client, key: str, value: str) -> tuple:
 def test_sigterm_ends_a_train_run_killed_with_exit_code_143(client):
     process = start("train", "--dataset", "digits", "--epochs", "500", "--seed", "143")
     returncode, stderr = signal_at_epoch(process, signal.SIGTERM)
-    assert returncode == 143 and stderr.strip().splitlines()[-1] == "interrupted by SIGTERM"
+    assert returncode == 143, stderr[-5000:]
+    assert stderr.strip().splitlines()[-1] == "interrupted by SIGTERM"
     [run], _ = runs_tagged(client, "mlflow.runName", "digits-dropout-0.5,0.25,0-seed143")
     assert run.info.status == "KILLED"
     assert run.data.tags["killed_by"] == "SIGTERM"
@@ -51,8 +66,8 @@ def test_sigterm_ends_a_train_run_killed_with_exit_code_143(client):
 def test_sigterm_ends_tune_parent_and_child_killed_and_a_rerun_clears_the_reason(client):
     args = ["--dataset", "digits", "--epochs", "40", "--n-trials", "1", "--pruner", "none"]
     args += ["--final-seeds", "0", "--study-name", "terminated"]
-    returncode, _ = signal_at_epoch(start("tune", *args), signal.SIGTERM)
-    assert returncode == 143
+    returncode, stderr = signal_at_epoch(start("tune", *args), signal.SIGTERM)
+    assert returncode == 143, stderr[-5000:]
     [parent], [child] = runs_tagged(client, "study", "terminated")
     for run in (parent, child):
         assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
@@ -88,4 +103,42 @@ def test_study_fails_the_children_a_killed_process_left_running(client):
     orphan_ids = {run.info.run_id for run in orphans}
     for failed in (run for run in children if run.info.run_id in orphan_ids):
         assert "process died" in failed.data.tags["failure_reason"]
+    assert running_runs(client) == []
+
+
+def test_an_interrupt_inside_a_deferred_block_waits_for_its_end(handled_signals):
+    steps = []
+    with pytest.raises(lifecycle.Terminated):
+        with lifecycle.deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("after the signal")
+            with lifecycle.deferred_interrupts():  # an inner block's end is not the safe point
+                steps.append("inner block")
+            steps.append("after the inner block")
+    assert steps == ["after the signal", "inner block", "after the inner block"]
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C: outside a block, at once
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append("never")
+    assert steps[-1] != "never"
+
+
+def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(
+    handled_signals, client
+):
+    def signal_during_epoch_1(epoch: int, metrics: dict):
+        if epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as if it arrived during the hook's writes
+            metrics["after_signal"] = True
+
+    config = TrainConfig(dataset="digits", epochs=5, seed=7)
+    logged = {}
+    with pytest.raises(lifecycle.Terminated):
+        train(config, epoch_hooks=[signal_during_epoch_1, lambda e, m: logged.update({e: m})])
+    assert list(logged) == [1] and logged[1]["after_signal"]  # both hooks ran to their end
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("dropout-mlp-digits").experiment_id],
+        "tags.mlflow.runName = 'digits-dropout-0.5,0.25,0-seed7'",
+    )
+    assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]
     assert running_runs(client) == []

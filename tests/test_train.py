@@ -244,14 +244,15 @@ def test_ctrl_c_ends_the_run_killed(client):
     process = subprocess.Popen(
         pipeline_command("train", "--dataset", "digits", "--epochs", "500"),
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
     )
     for line in process.stdout:
         if line.startswith("epoch 2/"):
             break
     process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-5000:]
     experiment = client.get_experiment_by_name("dropout-mlp-digits")
     [run] = client.search_runs(
         [experiment.experiment_id], order_by=["start_time DESC"], max_results=1

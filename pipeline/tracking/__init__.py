@@ -94,7 +94,21 @@ def run(
     KILLED on `killed_on` exceptions (Ctrl-C, SIGTERM: tagged `killed_by`), FAILED otherwise,
     with a tag saying why. `resume_run_id` reopens an earlier run (a resumed study's parent, or
     under `parent_run_id` a grid cell's) instead, without the reason its last attempt ended. A
-    top-level run logs MLflow's system metrics (CPU, memory, ...: the "System metrics" tab)."""
+    top-level run logs MLflow's system metrics (CPU, memory, ...: the "System metrics" tab).
+    Inside, a signal's interrupt waits for a safe point (`lifecycle`)."""
+    with lifecycle.deferred_interrupts():  # none between start_run and _ending either
+        run_id = _start(name, experiment, tags, parent_run_id, resume_run_id)
+        with _ending(killed_on):
+            yield run_id
+
+
+def _start(
+    name: str,
+    experiment: str,
+    tags: dict[str, str] | None,
+    parent_run_id: str | None,
+    resume_run_id: str | None,
+) -> str:
     system_metrics = parent_run_id is None
     if system_metrics and "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL" not in os.environ:
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_SECONDS)
@@ -126,8 +140,7 @@ def run(
         )
     # names `mlflow run`'s run too; `worker` tells a later process whether this one died
     set_tags({"mlflow.runName": name, WORKER_TAG: lifecycle.worker_id(), **(tags or {})})
-    with _ending(killed_on):
-        yield active.info.run_id
+    return active.info.run_id
 
 
 @contextlib.contextmanager
@@ -135,6 +148,7 @@ def _ending(killed_on: tuple[type[BaseException], ...]):
     """End the active run: FINISHED, or KILLED / FAILED with the reason as a tag."""
     try:
         yield
+        lifecycle.raise_pending()  # a signal during the body's last steps: KILLED too
     except BaseException as error:
         status = "KILLED" if isinstance(error, killed_on) else "FAILED"
         ending = {FAILURE_TAG: redact(f"{type(error).__name__}: {error}")[:5000]}
@@ -180,9 +194,10 @@ def end_run_by_id(run_id: str, status: str, reason: str):
 def continued(run_id: str, killed_on=(KeyboardInterrupt,)) -> Iterator[str]:
     """Make a run created by `create_run` the active one (to log artifacts and its model) and
     end it as `run` does."""
-    mlflow.start_run(run_id=run_id, nested=True)
-    with _ending(killed_on):
-        yield run_id
+    with lifecycle.deferred_interrupts():
+        mlflow.start_run(run_id=run_id, nested=True)
+        with _ending(killed_on):
+            yield run_id
 
 
 def log_params(params: dict[str, str]):
