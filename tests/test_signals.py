@@ -11,8 +11,10 @@ import optuna
 import pytest
 from helpers import pipeline_command, running_runs
 
-from pipeline import lifecycle, store
+from pipeline import lifecycle, store, tracking
 from pipeline.config import StudyConfig, TrainConfig, TuneConfig
+from pipeline.data import load_dataset
+from pipeline.replicas import Member, train_group
 from pipeline.study import study
 from pipeline.train import train
 from pipeline.tune import tune
@@ -108,13 +110,12 @@ def test_study_fails_the_children_a_killed_process_left_running(client):
 
 def test_an_interrupt_inside_a_deferred_block_waits_for_its_end(handled_signals):
     steps = []
-    with pytest.raises(lifecycle.Terminated):
-        with lifecycle.deferred_interrupts():
-            os.kill(os.getpid(), signal.SIGTERM)
-            steps.append("after the signal")
-            with lifecycle.deferred_interrupts():  # an inner block's end is not the safe point
-                steps.append("inner block")
-            steps.append("after the inner block")
+    with pytest.raises(lifecycle.Terminated), lifecycle.deferred_interrupts():
+        os.kill(os.getpid(), signal.SIGTERM)
+        steps.append("after the signal")
+        with lifecycle.deferred_interrupts():  # an inner block's end is not the safe point
+            steps.append("inner block")
+        steps.append("after the inner block")
     assert steps == ["after the signal", "inner block", "after the inner block"]
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C: outside a block, at once
         os.kill(os.getpid(), signal.SIGINT)
@@ -122,9 +123,7 @@ def test_an_interrupt_inside_a_deferred_block_waits_for_its_end(handled_signals)
     assert steps[-1] != "never"
 
 
-def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(
-    handled_signals, client
-):
+def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(handled_signals, client):
     def signal_during_epoch_1(epoch: int, metrics: dict):
         if epoch == 1:
             os.kill(os.getpid(), signal.SIGTERM)  # as if it arrived during the hook's writes
@@ -141,4 +140,19 @@ def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(
     )
     assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]
+    assert running_runs(client) == []
+
+
+def test_a_signal_ends_every_replica_of_a_group_killed_after_its_epoch(handled_signals, client):
+    configs = [TrainConfig(dataset="digits", epochs=5, seed=seed) for seed in (21, 22)]
+    group = [Member(config, load_dataset(config)) for config in configs]
+
+    def signal_at_epoch_1(epoch: int, logged: list):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(lifecycle.Terminated), tracking.run("signalled", "signals") as parent_run_id:
+        train_group(group, parent_run_id, [signal_at_epoch_1])
+    for run in [client.get_run(member.run_id) for member in group]:
+        assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]
     assert running_runs(client) == []

@@ -184,9 +184,12 @@ def is_running(run_id: str) -> bool:
     return mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING"
 
 
-def end_run_by_id(run_id: str, status: str, reason: str):
+def end_run_by_id(run_id: str, status: str, reason: str, killed_by: str = ""):
+    """End a run created by `create_run` as `run` ends one: the reason, and the signal if any."""
     client = mlflow.MlflowClient()
     client.set_tag(run_id, FAILURE_TAG, redact(reason)[:5000])
+    if killed_by:
+        client.set_tag(run_id, KILLED_BY_TAG, killed_by)
     client.set_terminated(run_id, status)
 
 
