@@ -241,10 +241,10 @@ def train_group(
         ]
     except BaseException as error:
         status = "KILLED" if isinstance(error, killed_on) else "FAILED"
-        signal = lifecycle.signal_name(error) if isinstance(error, KeyboardInterrupt) else ""
+        killed_by = lifecycle.signal_name(error) if isinstance(error, KeyboardInterrupt) else ""
         for member in members:
             if not member.failure and tracking.is_running(member.run_id):
-                _fail(member, f"{type(error).__name__}: {error}", status, signal)
+                _fail(member, f"{type(error).__name__}: {error}", status, killed_by)
         raise
     diverged = [member for member in members if member.failure]
     if diverged:
