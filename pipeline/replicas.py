@@ -127,9 +127,9 @@ def build(members: Sequence[Member]) -> keras.Model:
     return model
 
 
-def _fail(member: Member, reason: str, status: str = "FAILED", killed_by: str = ""):
+def _fail(member: Member, reason: str):
     member.failure = reason
-    tracking.end_run_by_id(member.run_id, status, reason, killed_by)
+    tracking.end_run_by_id(member.run_id, "FAILED", reason)
 
 
 def _log_epoch(members: Sequence[Member], history: dict, epoch: int, seconds: float) -> list:
@@ -240,11 +240,9 @@ def train_group(
             if not member.failure
         ]
     except BaseException as error:
-        status = "KILLED" if isinstance(error, killed_on) else "FAILED"
-        killed_by = lifecycle.signal_name(error) if isinstance(error, KeyboardInterrupt) else ""
         for member in members:
             if not member.failure and tracking.is_running(member.run_id):
-                _fail(member, f"{type(error).__name__}: {error}", status, killed_by)
+                tracking.end_run_after(member.run_id, error, killed_on)
         raise
     diverged = [member for member in members if member.failure]
     if diverged:

@@ -150,14 +150,21 @@ def _ending(killed_on: tuple[type[BaseException], ...]):
         yield
         lifecycle.raise_pending()  # a signal during the body's last steps: KILLED too
     except BaseException as error:
-        status = "KILLED" if isinstance(error, killed_on) else "FAILED"
-        ending = {FAILURE_TAG: redact(f"{type(error).__name__}: {error}")[:5000]}
-        if isinstance(error, KeyboardInterrupt):
-            ending[KILLED_BY_TAG] = lifecycle.signal_name(error)
-        set_tags(ending)
+        status, tags = _outcome(error, killed_on)
+        set_tags(tags)
         mlflow.end_run(status)
         raise
     mlflow.end_run("FINISHED")
+
+
+def _outcome(error: BaseException, killed_on: tuple[type[BaseException], ...]) -> tuple:
+    """How an exception ends a run: KILLED or FAILED, and the tags saying why (and which
+    signal)."""
+    status = "KILLED" if isinstance(error, killed_on) else "FAILED"
+    tags = {FAILURE_TAG: redact(f"{type(error).__name__}: {error}")[:5000]}
+    if isinstance(error, KeyboardInterrupt):
+        tags[KILLED_BY_TAG] = lifecycle.signal_name(error)
+    return status, tags
 
 
 def create_run(parent_run_id: str, name: str, tags: dict[str, str]) -> str:
@@ -184,13 +191,17 @@ def is_running(run_id: str) -> bool:
     return mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING"
 
 
-def end_run_by_id(run_id: str, status: str, reason: str, killed_by: str = ""):
-    """End a run created by `create_run` as `run` ends one: the reason, and the signal if any."""
+def end_run_by_id(run_id: str, status: str, reason: str):
     client = mlflow.MlflowClient()
     client.set_tag(run_id, FAILURE_TAG, redact(reason)[:5000])
-    if killed_by:
-        client.set_tag(run_id, KILLED_BY_TAG, killed_by)
     client.set_terminated(run_id, status)
+
+
+def end_run_after(run_id: str, error: BaseException, killed_on=(KeyboardInterrupt,)):
+    """End a run created by `create_run` for an exception, as `run` ends the active one."""
+    status, tags = _outcome(error, killed_on)
+    tag_run(run_id, tags)
+    mlflow.MlflowClient().set_terminated(run_id, status)
 
 
 @contextlib.contextmanager
