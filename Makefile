@@ -45,7 +45,7 @@ ui: install  ## mlflow ui on the default local store; e.g. make ui UI_PORT=5001
 docs: install  ## the README's pictures of mlflow ui (docs/*.png) from fresh runs, in headless Chromium
 	$(PYTHON) docs/screenshots.py $(ARGS)
 
-params: install  ## writes MLproject and README's parameter tables from pipeline/config.py
+params: install  ## writes MLproject and README's parameter tables from pipeline/config/entry_points.py
 	$(PYTHON) -m pipeline.project_files
 
 lint: install

@@ -30,9 +30,9 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from pipeline import runtime, tracking
-from pipeline.config import PRUNERS, TrainConfig, TuneConfig
-from pipeline.data import Dataset, load_dataset
-from pipeline.sources import DEBIAN_FASHION_MNIST
+from pipeline.config.entry_points import PRUNERS, TrainConfig, TuneConfig
+from pipeline.data.datasets import Dataset, load_dataset
+from pipeline.data.sources import DEBIAN_FASHION_MNIST
 
 BENCH_DIR = Path(__file__).resolve().parent
 PERFORMANCE_DOC = BENCH_DIR.parent / "docs" / "performance.md"
@@ -96,7 +96,7 @@ def bare_notebook(name: str, epochs: int, seed: int) -> dict:
     defaults (no runtime.setup)."""
     import keras
 
-    from pipeline.model import build_model
+    from pipeline.models.mlp import build_model
 
     dataset = load_dataset(TrainConfig(dataset=name, seed=seed))
     keras.utils.set_random_seed(seed)
@@ -122,7 +122,9 @@ def in_fresh_process(*args: str, environment: dict[str, str] | None = None) -> d
 
 
 def pipeline_train(config: TrainConfig, dataset: Dataset, timer: TrackingTimer) -> dict:
-    from pipeline.train import train  # not at the top: --bare and --lever keep TF's defaults
+    from pipeline.experiments.train import (
+        train,  # not at the top: --bare and --lever keep TF's defaults
+    )
 
     timer.seconds = 0.0
     started = time.perf_counter()
@@ -207,7 +209,7 @@ def compare_train(name: str, epochs: int, repeats: int, timer: TrackingTimer) ->
 
 def compare_pruning(name: str, trials: int, epochs: int) -> dict:
     """The same seeded study with and without pruning: epochs spent and best value."""
-    from pipeline.tune import epochs_spent, tune
+    from pipeline.experiments.tune import epochs_spent, tune
 
     results = {}
     for pruner in PRUNERS[::-1]:  # "none" first
@@ -297,8 +299,13 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
     lever_setup(settings)
     import keras
 
-    from pipeline.model import build_model
-    from pipeline.train import PREDICT_BATCH_SIZE, in_order, steps_per_execution, training_data
+    from pipeline.experiments.train import (
+        PREDICT_BATCH_SIZE,
+        in_order,
+        steps_per_execution,
+        training_data,
+    )
+    from pipeline.models.mlp import build_model
 
     dataset = load_dataset(TrainConfig(dataset=name))
     x_train, x_val = dataset.x_train.astype("float32"), dataset.x_val.astype("float32")

@@ -39,8 +39,8 @@ def scaling(images: np.ndarray, labels: np.ndarray, ks=KS, epochs: int = 3) -> d
     MLP with its dropout, batch 32, on `images` (each replica its own order)."""
     import keras
 
-    from pipeline.replica_data import epoch_orders, replica_arrays, training_data
-    from pipeline.replica_model import build_replica_model
+    from pipeline.engines.replica_data import epoch_orders, replica_arrays, training_data
+    from pipeline.models.replica_mlp import build_replica_model
 
     results = {}
     for k in ks:
@@ -64,8 +64,8 @@ def scaling(images: np.ndarray, labels: np.ndarray, ks=KS, epochs: int = 3) -> d
 
 def study_seconds(dataset: str, replicas: int, seeds: int, epochs: int) -> dict:
     """Wall time and per-config mean test accuracy of the default study with `replicas`."""
-    from pipeline.config import StudyConfig
-    from pipeline.study import study
+    from pipeline.config.entry_points import StudyConfig
+    from pipeline.experiments.study import study
     from pipeline.tracking import child_runs, experiment_name, find_run
 
     config = StudyConfig(
@@ -85,8 +85,8 @@ def study_seconds(dataset: str, replicas: int, seeds: int, epochs: int) -> dict:
 
 def backend_results(dataset: str, replicas: int, seeds: int, epochs: int) -> dict:
     """This process's backend: K scaling and the study with 1 and `replicas` replicas."""
-    from pipeline.config import TrainConfig
-    from pipeline.data import load_dataset
+    from pipeline.config.entry_points import TrainConfig
+    from pipeline.data.datasets import load_dataset
 
     data = load_dataset(TrainConfig(dataset=dataset))
     with tempfile.TemporaryDirectory() as store:
@@ -171,7 +171,7 @@ def main():
         ks = [int(k) for k in args.ks.split(",")]
         print(json.dumps(scaling(images, rng.integers(0, 10, 54000), ks)))
         return
-    from pipeline.config import StudyConfig
+    from pipeline.config.entry_points import StudyConfig
 
     replicas = args.replicas or StudyConfig().replicas
     if args.backend_run:

@@ -16,10 +16,10 @@ from pathlib import Path
 import mlflow
 
 from pipeline import runtime, tracking
-from pipeline.config import StudyConfig
-from pipeline.grid import grid_study
-from pipeline.sources import DEBIAN_FASHION_MNIST
-from pipeline.study import study, study_key
+from pipeline.config.entry_points import StudyConfig
+from pipeline.data.sources import DEBIAN_FASHION_MNIST
+from pipeline.experiments.grid import grid_study
+from pipeline.experiments.study import study, study_key
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

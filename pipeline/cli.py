@@ -15,12 +15,18 @@ import gc
 import sys
 
 from pipeline import lifecycle, runtime, secrets
-from pipeline.config import EvaluateConfig, ParameterError, StudyConfig, TrainConfig, TuneConfig
+from pipeline.config.entry_points import (
+    EvaluateConfig,
+    ParameterError,
+    StudyConfig,
+    TrainConfig,
+    TuneConfig,
+)
 
 
 def run_train(config: TrainConfig):
-    from pipeline.data import load_dataset
-    from pipeline.train import train
+    from pipeline.data.datasets import load_dataset
+    from pipeline.experiments.train import train
 
     dataset = load_dataset(config)  # bad data_dir -> exit 2 before any run exists
     result = train(config, dataset)
@@ -31,7 +37,7 @@ def run_train(config: TrainConfig):
 
 
 def run_evaluate(config: EvaluateConfig):
-    from pipeline.evaluate import evaluate
+    from pipeline.experiments.evaluate import evaluate
 
     result = evaluate(config)
     metrics = result.metrics
@@ -47,14 +53,14 @@ def run_evaluate(config: EvaluateConfig):
 
 
 def run_tune(config: TuneConfig):
-    from pipeline.tune import tune
+    from pipeline.experiments.tune import tune
 
     tune(config)  # loads every seed's data before it starts a run: bad data_dir -> exit 2
 
 
 def run_study(config: StudyConfig):
-    from pipeline.grid import grid_study
-    from pipeline.study import study
+    from pipeline.experiments.grid import grid_study
+    from pipeline.experiments.study import study
 
     # both load their data before they start a run: bad data_dir or train_size -> exit 2
     if config.grid:

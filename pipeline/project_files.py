@@ -14,11 +14,11 @@ import textwrap
 from pathlib import Path
 
 from pipeline.cli import COMMANDS, option_name
-from pipeline.config import ModelDataConfig
+from pipeline.config.entry_points import ModelDataConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MLPROJECT_HEADER = """\
-# Generated from pipeline/config.py by `make params`: edit the configs, not this file.
+# Generated from pipeline/config/entry_points.py by `make params`: edit the configs, not this file.
 name: dropout-mlp
 
 # `mlflow run . -e train --env-manager local` runs in the current environment (`make install`
@@ -97,7 +97,10 @@ def main(argv: list[str]) -> int:
     if "--check" in argv:
         stale = outdated()
         for path in stale:
-            print(f"{path.name} is out of date with pipeline/config.py: run `make params`")
+            print(
+                f"{path.name} is out of date with pipeline/config/entry_points.py: "
+                "run `make params`"
+            )
         return 1 if stale else 0
     (ROOT / "MLproject").write_text(mlproject())
     (ROOT / "README.md").write_text(readme((ROOT / "README.md").read_text()))

@@ -17,7 +17,7 @@ runtime.setup("tensorflow")  # before any test module imports Keras
 @pytest.fixture(scope="session", autouse=True)
 def tracking_store(tmp_path_factory):
     """Sets MLFLOW_TRACKING_URI for this process and every subprocess; the artifacts go beside
-    the store (pipeline/store.py), here the working directory."""
+    the store (pipeline/tracking/store.py), here the working directory."""
     store = tmp_path_factory.mktemp("mlflow")
     previous_cwd = os.getcwd()
     os.chdir(store)

@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import numpy as np
 
-from pipeline.sources import bundled_idx
+from pipeline.data.sources import bundled_idx
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -9,7 +9,7 @@ import yaml
 from helpers import PROJECT_ROOT, assert_rejected
 
 from pipeline import cli, project_files
-from pipeline.config import ParameterError, TrainConfig, format_param
+from pipeline.config.entry_points import ParameterError, TrainConfig, format_param
 
 MLPROJECT = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
 

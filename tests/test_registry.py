@@ -5,9 +5,9 @@ import pytest
 from helpers import running_runs
 
 from pipeline import cli
-from pipeline.config import TuneConfig
-from pipeline.data import load_dataset
-from pipeline.tune import tune
+from pipeline.config.entry_points import TuneConfig
+from pipeline.data.datasets import load_dataset
+from pipeline.experiments.tune import tune
 
 SMALL = dict(dataset="digits", epochs=2, n_trials=2, pruner="none", seed=0)
 

@@ -10,13 +10,13 @@ import pytest
 from helpers import TF_CHATTER, assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
-from pipeline.config import EvaluateConfig, TrainConfig, TuneConfig
-from pipeline.data import load_dataset
-from pipeline.evaluate import evaluate
-from pipeline.replica_data import epoch_orders, replica_arrays, training_data
-from pipeline.replicas import Member, groups, train_group
-from pipeline.train import TrainingDiverged, train
-from pipeline.tune import tune
+from pipeline.config.entry_points import EvaluateConfig, TrainConfig, TuneConfig
+from pipeline.data.datasets import load_dataset
+from pipeline.engines.replica_data import epoch_orders, replica_arrays, training_data
+from pipeline.engines.replicas import Member, groups, train_group
+from pipeline.experiments.evaluate import evaluate
+from pipeline.experiments.train import TrainingDiverged, train
+from pipeline.experiments.tune import tune
 
 A = TrainConfig(dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0))
 B = dataclasses.replace(A, seed=1, dropout_rates=(0.0, 0.0, 0.0))

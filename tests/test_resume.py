@@ -7,7 +7,8 @@ import mlflow
 import pytest
 from helpers import assert_rejected, pipeline_command, running_runs
 
-from pipeline import cli, store
+from pipeline import cli
+from pipeline.tracking import store
 
 TUNE = ["tune", "--dataset", "digits", "--epochs", "1", "--n-trials", "1", "--final-seeds", "0"]
 NAMES = ["c'd", 'say "hi", it\'s ünï ✓', "A' and tags.entry_point = 'study"]

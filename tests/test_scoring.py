@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from pipeline.scoring import (
+from pipeline.analysis.scoring import (
     calibration_bins,
     classification_report,
     confusion_matrix_table,

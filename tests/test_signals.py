@@ -11,13 +11,14 @@ import optuna
 import pytest
 from helpers import pipeline_command, running_runs
 
-from pipeline import lifecycle, store, tracking
-from pipeline.config import StudyConfig, TrainConfig, TuneConfig
-from pipeline.data import load_dataset
-from pipeline.replicas import Member, train_group
-from pipeline.study import study
-from pipeline.train import train
-from pipeline.tune import tune
+from pipeline import lifecycle, tracking
+from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
+from pipeline.data.datasets import load_dataset
+from pipeline.engines.replicas import Member, train_group
+from pipeline.experiments.study import study
+from pipeline.experiments.train import train
+from pipeline.experiments.tune import tune
+from pipeline.tracking import store
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.significance import holm_adjusted, mcnemar_exact, paired_accuracy_difference
+from pipeline.analysis.significance import holm_adjusted, mcnemar_exact, paired_accuracy_difference
 
 
 def correctness(both: int, only_candidate: int, only_reference: int, neither: int):

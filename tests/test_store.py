@@ -12,9 +12,9 @@ import pytest
 from helpers import assert_rejected, pipeline_command
 
 from pipeline import cli
-from pipeline.config import StudyConfig, TrainConfig, TuneConfig
-from pipeline.data import DataError, load_dataset
-from pipeline.params import SEED_MAX
+from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
+from pipeline.config.params import SEED_MAX
+from pipeline.data.datasets import DataError, load_dataset
 
 DIGITS = ["train", "--dataset", "digits", "--epochs", "1"]
 

@@ -15,16 +15,16 @@ import pytest
 from helpers import FASHION_MNIST, mnist_data_dir, pipeline_command, running_runs
 
 from pipeline import cli
-from pipeline.config import ParameterError, TrainConfig
-from pipeline.data import load_dataset
-from pipeline.model import build_model
-from pipeline.train import (
+from pipeline.config.entry_points import ParameterError, TrainConfig
+from pipeline.data.datasets import load_dataset
+from pipeline.experiments.train import (
     EPOCH_METRICS,
     TrainingDiverged,
     steps_per_execution,
     train,
     training_data,
 )
+from pipeline.models.mlp import build_model
 
 DIGITS = TrainConfig(dataset="digits", epochs=3, seed=7)
 PER_EPOCH = (*EPOCH_METRICS, "generalization_gap", "epoch_seconds")
@@ -142,7 +142,7 @@ def test_training_batches_give_the_same_weights_for_the_same_seed():
 
 def test_importing_train_changes_no_tensorflow_setting():
     code = (
-        "import tensorflow as tf; import pipeline.train; "
+        "import tensorflow as tf; import pipeline.experiments.train; "
         "print(tf.config.threading.get_intra_op_parallelism_threads())"
     )
     result = subprocess.run(

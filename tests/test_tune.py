@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from helpers import pipeline_command, running_runs
 
-from pipeline import store, tracking
-from pipeline.config import PRUNERS, TuneConfig
-from pipeline.tune import create_pruner, suggest_train_config, tune
-from pipeline.workers import is_alive, is_surplus, worker_id
+from pipeline import tracking
+from pipeline.config.entry_points import PRUNERS, TuneConfig
+from pipeline.experiments.tune import create_pruner, suggest_train_config, tune
+from pipeline.experiments.workers import is_alive, is_surplus, worker_id
+from pipeline.tracking import store
 
 TINY = dict(dataset="digits", epochs=3, n_trials=6, pruner_startup_trials=1, seed=0)
 PLOTS = {"optimization_history", "parallel_coordinate", "slice", "param_importances"}

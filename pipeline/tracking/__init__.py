@@ -22,8 +22,9 @@ import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Metric, Param
 
-from pipeline import lifecycle, store
+from pipeline import lifecycle
 from pipeline.secrets import redact
+from pipeline.tracking import store
 from pipeline.tracking.models import (
     NotFound,
     load_keras_model,

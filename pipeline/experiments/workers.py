@@ -21,11 +21,12 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-from pipeline import store, tracking
-from pipeline.config import ParameterError
+from pipeline import tracking
+from pipeline.config.entry_points import ParameterError
+from pipeline.config.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
 from pipeline.lifecycle import is_alive, worker_id
-from pipeline.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
 from pipeline.secrets import redact
+from pipeline.tracking import store
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PARENT_RUN_ATTR = "mlflow_parent_run_id"

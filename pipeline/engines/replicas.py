@@ -1,4 +1,4 @@
-"""Train runs of one shape together, as one replica model (`pipeline.replica_model`).
+"""Train runs of one shape together, as one replica model (`pipeline.models.replica_mlp`).
 
 Each member is still a complete train run: a child run created by id with the params, datasets,
 per-epoch metrics (logged by run id while the group trains), test metrics, report, confusion
@@ -19,16 +19,18 @@ import keras
 import numpy as np
 import psutil
 
-from pipeline import figures, lifecycle, tracking
-from pipeline.config import TrainConfig
-from pipeline.data import Dataset
-from pipeline.replica_data import epoch_orders, replica_arrays, training_data, validation_data
-from pipeline.replica_model import (
-    build_replica_model,
-    copy_replica_weights,
-    set_replica_weights,
+from pipeline import lifecycle, tracking
+from pipeline.analysis import figures
+from pipeline.config.entry_points import TrainConfig
+from pipeline.config.validation import Config
+from pipeline.data.datasets import Dataset
+from pipeline.engines.replica_data import (
+    epoch_orders,
+    replica_arrays,
+    training_data,
+    validation_data,
 )
-from pipeline.train import (
+from pipeline.experiments.train import (
     PREDICT_BATCH_SIZE,
     TrainingDiverged,
     TrainResult,
@@ -38,7 +40,11 @@ from pipeline.train import (
     steps_per_execution,
     train,
 )
-from pipeline.validation import Config
+from pipeline.models.replica_mlp import (
+    build_replica_model,
+    copy_replica_weights,
+    set_replica_weights,
+)
 
 # What members of one group must share: the shape of the one model they train as.
 SHAPE = (

@@ -1,6 +1,7 @@
 """Parameters of every entry point, declared once: one frozen dataclass per entry point whose
-fields parse by their type, check by their constraint (`pipeline.validation`) and by the class's
-RULES across fields. The CLI, MLproject and README tables (`make params`) and MLflow params follow.
+fields parse by their type, check by their constraint (`pipeline.config.validation`) and by
+the class's RULES across fields. The CLI, MLproject and README tables (`make params`) and
+MLflow params follow.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pipeline.factors import Grid
-from pipeline.params import (
+from pipeline.config.factors import Grid
+from pipeline.config.params import (
     ALPHA,
     ANY_TEXT,
     BACKENDS,
@@ -37,7 +38,7 @@ from pipeline.params import (
     TRAIN_SEED_MAX,
     TRAIN_SIZE,
 )
-from pipeline.validation import (
+from pipeline.config.validation import (
     Boolean,
     Config,
     Interval,

@@ -26,8 +26,8 @@ from pathlib import Path
 import mlflow
 import sqlalchemy.exc
 
+from pipeline.config.validation import ParameterError
 from pipeline.secrets import redact
-from pipeline.validation import ParameterError
 
 JOURNAL_SUFFIX = ".optuna.journal"
 

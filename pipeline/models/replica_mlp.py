@@ -179,7 +179,7 @@ def build_replica_model(
 
 def copy_replica_weights(replica_model: keras.Model, replica: int, model: keras.Model):
     """Replica `replica`'s weights into `model`, a single MLP of the same layers
-    (`pipeline.model.build_model`): its Dense layers in order take the slices."""
+    (`pipeline.models.mlp.build_model`): its Dense layers in order take the slices."""
     replica_layers = [layer for layer in replica_model.layers if isinstance(layer, ReplicaDense)]
     dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     for source, target in zip(replica_layers, dense_layers, strict=True):

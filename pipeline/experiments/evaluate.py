@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline import figures, scoring, significance, tracking
-from pipeline.config import EvaluateConfig, ModelDataConfig
-from pipeline.data import Dataset, load_dataset
-from pipeline.params import CHAMPION_ALIAS
-from pipeline.train import log_classification_artifacts, log_dataset, predict_and_score
+from pipeline import tracking
+from pipeline.analysis import figures, scoring, significance
+from pipeline.config.entry_points import EvaluateConfig, ModelDataConfig
+from pipeline.config.params import CHAMPION_ALIAS
+from pipeline.data.datasets import Dataset, load_dataset
+from pipeline.experiments.train import log_classification_artifacts, log_dataset, predict_and_score
 
 MISCLASSIFIED_SHOWN = 25
 

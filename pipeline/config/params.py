@@ -1,9 +1,9 @@
 """Parameters that several entry points share, declared once, and the names they choose from;
-the entry points' configs (`pipeline.config`) take their fields from here."""
+the entry points' configs (`pipeline.config.entry_points`) take their fields from here."""
 
 from __future__ import annotations
 
-from pipeline.validation import ExistingDir, Interval, Options, Param, Pattern, Rule
+from pipeline.config.validation import ExistingDir, Interval, Options, Param, Pattern, Rule
 
 DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
 LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace

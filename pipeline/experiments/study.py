@@ -17,11 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from pipeline import figures, significance, tracking
-from pipeline.config import StudyConfig, TrainConfig, format_param
-from pipeline.data import Dataset, seed_datasets
-from pipeline.replicas import Member, check_fits, train_members
-from pipeline.reports import report_html, report_markdown
+from pipeline import tracking
+from pipeline.analysis import figures, significance
+from pipeline.analysis.reports import report_html, report_markdown
+from pipeline.config.entry_points import StudyConfig, TrainConfig, format_param
+from pipeline.data.datasets import Dataset, seed_datasets
+from pipeline.engines.replicas import Member, check_fits, train_members
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
 SUMMARY_METRICS = (

@@ -2,7 +2,7 @@
 `sklearn/utils/_param_validation.py`: constraints check a value, describe themselves
 (`str(constraint)` completes "The 'x' parameter of train must be ...") and make invalid values
 for tests; `Param` declares a config field, `Rule` a check across fields, and `Config` parses
-and validates an entry point's frozen dataclass (see `pipeline.config`).
+and validates an entry point's frozen dataclass (see `pipeline.config.entry_points`).
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from pipeline import figures, lifecycle, scoring, tracking
-from pipeline.config import TrainConfig
-from pipeline.data import Dataset, load_dataset
-from pipeline.model import STEPS_PER_EXECUTION, build_model
+from pipeline import lifecycle, tracking
+from pipeline.analysis import figures, scoring
+from pipeline.config.entry_points import TrainConfig
+from pipeline.data.datasets import Dataset, load_dataset
+from pipeline.models.mlp import STEPS_PER_EXECUTION, build_model
 
 if TYPE_CHECKING:
     import tensorflow as tf

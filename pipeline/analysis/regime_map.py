@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from pipeline import significance
-from pipeline.config import StudyConfig, format_param
-from pipeline.factors import Factors, level_text
-from pipeline.reports import html_report, image_html
-from pipeline.study import SeedResult, comparison_table
+from pipeline.analysis import significance
+from pipeline.analysis.reports import html_report, image_html
+from pipeline.config.entry_points import StudyConfig, format_param
+from pipeline.config.factors import Factors, level_text
+from pipeline.experiments.study import SeedResult, comparison_table
 
 MAP_METRIC = "test_accuracy"
 VERDICT_WORDS = {

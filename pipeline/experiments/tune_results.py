@@ -11,9 +11,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config import TrainConfig, TuneConfig, format_param
-from pipeline.data import seed_datasets
-from pipeline.study import (
+from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
+from pipeline.data.datasets import seed_datasets
+from pipeline.experiments.study import (
     COMPARED_METRICS,
     comparison_table,
     findings,
@@ -21,7 +21,7 @@ from pipeline.study import (
     run_configs,
     summary_table,
 )
-from pipeline.workers import FINISHED, SURPLUS_ATTR
+from pipeline.experiments.workers import FINISHED, SURPLUS_ATTR
 
 ALPHA = 0.05  # significance level of the fresh-seed verdicts
 FINAL_COLUMNS = [

@@ -1,5 +1,5 @@
 """Where a dataset's arrays come from, as uint8 images (0-255) and integer labels: a train and a
-test set per source (see `pipeline.data` for the sources and the splits)."""
+test set per source (see `pipeline.data.datasets` for the sources and the splits)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from pipeline.config import ModelDataConfig, ParameterError
+from pipeline.config.entry_points import ModelDataConfig, ParameterError
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 BUNDLED = Path(__file__).resolve().parent / "bundled"  # the MNIST test set, see ATTRIBUTION.md

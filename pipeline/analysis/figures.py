@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
-from pipeline.scoring import expected_calibration_error, most_confident_errors
+from pipeline.analysis.scoring import expected_calibration_error, most_confident_errors
 
 
 def confusion_matrix_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:

@@ -20,13 +20,13 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from pipeline import store, tracking
-from pipeline.config import TrainConfig, TuneConfig, format_param
-from pipeline.data import Dataset, seed_datasets
-from pipeline.params import CHAMPION_ALIAS
-from pipeline.replicas import Member, check_fits, train_group
-from pipeline.train import TrainingDiverged, TrainResult, train
-from pipeline.tune_results import (
+from pipeline import tracking
+from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
+from pipeline.config.params import CHAMPION_ALIAS
+from pipeline.data.datasets import Dataset, seed_datasets
+from pipeline.engines.replicas import Member, check_fits, train_group
+from pipeline.experiments.train import TrainingDiverged, TrainResult, train
+from pipeline.experiments.tune_results import (
     best_rates,
     compare_on_fresh_seeds,
     describe_final,
@@ -35,7 +35,7 @@ from pipeline.tune_results import (
     log_study_results,
     search_seeds,
 )
-from pipeline.workers import (
+from pipeline.experiments.workers import (
     FINISHED,
     PARENT_RUN_ATTR,
     SurplusTrial,
@@ -47,6 +47,7 @@ from pipeline.workers import (
     open_study,
     wait_for_parent_run,
 )
+from pipeline.tracking import store
 
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 

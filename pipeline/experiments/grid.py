@@ -3,10 +3,10 @@
 A cell is one combination of the grid's levels (`train_size=1000;epochs=100`); in it the
 study's configs train on the study's seeds, paired by seed, as child runs of a nested parent run
 per cell (the study code: its runner, tables and report), under one top parent run that gets the
-regime map (`pipeline.regime_map`). Each cell is a trial of an Optuna study whose GridSampler
-walks the cells, in the `storage` param's storage (like tune's): several workers with the same
-params share the cells, and the last one to end logs the map. Running the same params again
-reuses the parent, the cells' runs and every FINISHED child.
+regime map (`pipeline.analysis.regime_map`). Each cell is a trial of an Optuna study whose
+GridSampler walks the cells, in the `storage` param's storage (like tune's): several workers
+with the same params share the cells, and the last one to end logs the map. Running the same
+params again reuses the parent, the cells' runs and every FINISHED child.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from pipeline import regime_map, tracking
-from pipeline.config import GRID, StudyConfig
-from pipeline.data import load_dataset, seed_datasets
-from pipeline.factors import cell_label, cells, level_text
-from pipeline.replicas import check_fits
-from pipeline.study import SeedResult, log_results, run_configs, study_key
-from pipeline.train import TrainingDiverged
-from pipeline.workers import (
+from pipeline import tracking
+from pipeline.analysis import regime_map
+from pipeline.config.entry_points import GRID, StudyConfig
+from pipeline.config.factors import cell_label, cells, level_text
+from pipeline.data.datasets import load_dataset, seed_datasets
+from pipeline.engines.replicas import check_fits
+from pipeline.experiments.study import SeedResult, log_results, run_configs, study_key
+from pipeline.experiments.train import TrainingDiverged
+from pipeline.experiments.workers import (
     PARENT_RUN_ATTR,
     SurplusTrial,
     claim_grid_point,

@@ -1,0 +1,1 @@
+"""Datasets as uint8 images and integer labels, and where their arrays come from."""

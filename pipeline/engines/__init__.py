@@ -1,0 +1,1 @@
+"""Training engines: each trains members (runs of one shape) and reports epochs."""

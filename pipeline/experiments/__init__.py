@@ -1,0 +1,1 @@
+"""The entry points' work: train, study, grid, tune, evaluate and their workers."""

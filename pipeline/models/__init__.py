@@ -1,0 +1,1 @@
+"""The notebook's MLP and its replica form, built from a spec: pure Keras, no data."""
