@@ -8,11 +8,11 @@ import pytest
 from helpers import assert_rejected
 from scipy import stats
 
-from pipeline.analysis.regime_map import findings, regime_figure, regime_table
+from pipeline.analysis.paired import SUMMARY_METRICS, SeedResult
+from pipeline.analysis.regime_map import map_findings, regime_figure, regime_table
 from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import cell_label, cells
 from pipeline.experiments.grid import cost, grid_study
-from pipeline.experiments.study import SUMMARY_METRICS, SeedResult
 
 TINY = StudyConfig(
     dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny grid"
@@ -114,7 +114,7 @@ def test_the_map_s_statistics_and_holm_correction_on_known_answers():
     assert list(accuracy["verdict"]) == ["better"] + ["no detectable difference"] * 2
     assert set(table["metric"]) == {"test_accuracy", "test_macro_f1"}  # one family per metric
     config = StudyConfig(configs="base=0,0,0;drop=0.5,0.25,0", grid="train_size=1000,5000,0")
-    text = "\n\n".join(findings(config, factors, table))
+    text = "\n\n".join(map_findings(config, factors, table))
     assert "Holm-corrected over the 3 tests of each metric" in text
     assert "helps in 1 of 3 cells (train_size 1000: +3.0 [" in text
     assert "makes no detectable difference in 2 of 3 cells (train_size 5000: +1.0" in text

@@ -12,10 +12,11 @@ from helpers import TF_CHATTER, assert_rejected, pipeline_command, running_runs
 from pipeline import tracking
 from pipeline.config.entry_points import EvaluateConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
-from pipeline.engines.replica_data import epoch_orders, replica_arrays, training_data
-from pipeline.engines.replicas import Member, groups, train_group
+from pipeline.engines.base import Member
+from pipeline.engines.replica_data import epoch_orders, replica_arrays, replica_batches
+from pipeline.engines.replicas import ReplicaEngine
 from pipeline.experiments.evaluate import evaluate
-from pipeline.experiments.train import TrainingDiverged, train
+from pipeline.experiments.train import TrainingDiverged, groups, train, train_group
 from pipeline.experiments.tune import tune
 
 A = TrainConfig(dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0))
@@ -40,8 +41,8 @@ def parent():
 
 @pytest.fixture(scope="module")
 def alone_and_together(parent):
-    alone = train_group(members(A), parent)
-    together = train_group(members(A, B, C), parent)
+    alone = train_group(members(A), parent, ReplicaEngine())
+    together = train_group(members(A, B, C), parent, ReplicaEngine())
     return alone[0], together
 
 
@@ -83,7 +84,7 @@ def test_the_replicas_model_is_a_standard_model_that_evaluate_reproduces(alone_a
 
 def test_the_same_seeds_give_identical_metrics(alone_and_together, parent):
     _, together = alone_and_together
-    again = train_group(members(A, B, C), parent)
+    again = train_group(members(A, B, C), parent, ReplicaEngine())
     for first, second in zip(together, again, strict=True):
         for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert first.history[name] == second.history[name]
@@ -95,7 +96,7 @@ def test_a_diverging_replica_fails_alone(parent, client):
     diverging = dataclasses.replace(notebook, seed=1, learning_rate=1e10)
     group = members(notebook, diverging)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
-        train_group(group, parent)
+        train_group(group, parent, ReplicaEngine())
     healthy, failed = (client.get_run(member.run_id) for member in group)
     assert healthy.info.status == "FINISHED"
     assert len(client.get_metric_history(healthy.info.run_id, "loss")) == 2
@@ -164,7 +165,7 @@ def test_more_replicas_than_memory_holds_exits_2(capsys, client):
 
 def test_max_norm_bounds_each_replicas_hidden_units(parent):
     bounded = [dataclasses.replace(c, epochs=1, max_norm=0.3) for c in (A, B)]
-    for result in train_group(members(*bounded), parent):
+    for result in train_group(members(*bounded), parent, ReplicaEngine()):
         model, _ = tracking.load_keras_model(f"runs:/{result.run_id}/model")
         hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
         for layer in hidden:
@@ -175,7 +176,7 @@ def test_the_notebook_recipe_learns_in_a_group_as_alone(parent):
     """Its sigmoid outputs saturate: the loss must come from the logits, as Keras computes a
     single model's (a loss on the saturated outputs left every test image tied, 10% accuracy)."""
     notebook = dataclasses.replace(B, recipe="notebook", epochs=3)
-    [grouped] = train_group(members(notebook), parent)
+    [grouped] = train_group(members(notebook), parent, ReplicaEngine())
     single = train(notebook, load_dataset(notebook), parent)
     assert grouped.test_metrics["test_tied_top_fraction"] < 0.5
     assert grouped.test_metrics["test_accuracy"] > single.test_metrics["test_accuracy"] - 0.15
@@ -188,7 +189,7 @@ def test_replicas_of_one_seed_share_one_copy_of_its_split():
     n = len(seed_0.x_train)
     assert len(arrays[0]) == 2 * n and firsts.tolist() == [0, n, 0]
     orders = epoch_orders([0, 1, 0], n, epoch=1)
-    data = training_data((*arrays, firsts), orders, 32)
+    data = replica_batches((*arrays, firsts), orders, 32)
     batch = next(iter(data["x"]))[0] if "y" not in data else data["x"][:32]
     for replica, own in enumerate(images):  # each replica's own examples in its own order
         np.testing.assert_array_equal(np.asarray(batch)[:, replica], own[orders[:32, replica]])

@@ -14,9 +14,10 @@ from helpers import pipeline_command, running_runs
 from pipeline import lifecycle, tracking
 from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
-from pipeline.engines.replicas import Member, train_group
+from pipeline.engines.base import Member
+from pipeline.engines.replicas import ReplicaEngine
 from pipeline.experiments.study import study
-from pipeline.experiments.train import train
+from pipeline.experiments.train import train, train_group
 from pipeline.experiments.tune import tune
 from pipeline.tracking import store
 
@@ -152,7 +153,7 @@ def test_a_signal_ends_every_replica_of_a_group_killed_after_its_epoch(handled_s
         os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(lifecycle.Terminated), tracking.run("signalled", "signals") as parent_run_id:
-        train_group(group, parent_run_id, [signal_at_epoch_1])
+        train_group(group, parent_run_id, ReplicaEngine(), [signal_at_epoch_1])
     for run in [client.get_run(member.run_id) for member in group]:
         assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]

@@ -15,10 +15,10 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.analysis import significance
+from pipeline.analysis.paired import SeedResult, comparison_table
 from pipeline.analysis.reports import html_report, image_html
-from pipeline.config.entry_points import StudyConfig, format_param
+from pipeline.config.entry_points import GRID, StudyConfig, format_param
 from pipeline.config.factors import Factors, level_text
-from pipeline.experiments.study import SeedResult, comparison_table
 
 MAP_METRIC = "test_accuracy"
 VERDICT_WORDS = {
@@ -158,14 +158,14 @@ def _overfitting(rows: pd.DataFrame, factors: Factors, alpha: float) -> str:
     )
 
 
-def findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list[str]:
+def map_findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list[str]:
     """The map in plain words: what was run, the correction, then per candidate where it helps,
     hurts or makes no detectable difference, and how that follows the reference's overfitting."""
     rates = {name: format_param(values) for name, values in config.named_configs}
     names = [name for name, _ in factors]
     fixed = ", ".join(
         f"{name} {display(name, format_param(getattr(config, name)))}"
-        for name in ("hidden_units", "epochs", "train_size", "batch_size", "max_norm")
+        for name in GRID.fields
         if name not in names and (name != "max_norm" or config.max_norm)
     )
     accuracy = table[table["metric"] == MAP_METRIC]
@@ -200,7 +200,7 @@ def findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list
     return paragraphs
 
 
-def report_markdown(text: str, table: pd.DataFrame) -> str:
+def map_report_markdown(text: str, table: pd.DataFrame) -> str:
     return (
         f"# Where does dropout help?\n\n{text}\n\n![regime map](regime_map.png)\n\n"
         f"## Every cell, candidate and metric\n\n"
@@ -208,7 +208,7 @@ def report_markdown(text: str, table: pd.DataFrame) -> str:
     )
 
 
-def report_html(text: str, table: pd.DataFrame, figure: plt.Figure) -> str:
+def map_report_html(text: str, table: pd.DataFrame, figure: plt.Figure) -> str:
     return html_report(
         "Where does dropout help?",
         text,

@@ -22,7 +22,7 @@ from pipeline.analysis import regime_map
 from pipeline.config.entry_points import GRID, StudyConfig
 from pipeline.config.factors import cell_label, cells, level_text
 from pipeline.data.datasets import load_dataset, seed_datasets
-from pipeline.engines.replicas import check_fits
+from pipeline.engines.memory import check_fits
 from pipeline.experiments.study import SeedResult, log_results, run_configs, study_key
 from pipeline.experiments.train import TrainingDiverged
 from pipeline.experiments.workers import (
@@ -50,7 +50,8 @@ def check_data(config: StudyConfig, grid_cells: list[dict]):
         study = cell_config(config, cell)
         splits.setdefault((study.validation_split, study.train_size), study)
     for study in splits.values():
-        check_fits(config.replicas, load_dataset(study), config)
+        runs = len(config.named_configs) * config.seeds
+        check_fits(config.replicas, runs, load_dataset(study), config)
 
 
 def cost(config: StudyConfig, grid_cells: list[dict]) -> str:
@@ -123,15 +124,15 @@ def log_map(config: StudyConfig, cell_results: list[tuple[dict, list[SeedResult]
     factors = GRID.factors(config.grid)
     names = [name for name, _ in config.named_configs]
     table = regime_map.regime_table(factors, cell_results, names, config.alpha, config.seed)
-    text = "\n\n".join(regime_map.findings(config, factors, table))
+    text = "\n\n".join(regime_map.map_findings(config, factors, table))
     title = (
         f"{config.name}: test accuracy, candidate - reference (points)\n"
         f"mean [95% CI] and Holm-corrected verdict over {config.seeds} paired seeds"
     )
     figure = regime_map.regime_figure(table, factors, title)
     tracking.log_text(table.to_csv(index=False), "regime_map.csv")
-    tracking.log_text(regime_map.report_markdown(text, table), "report.md")
-    tracking.log_text(regime_map.report_html(text, table, figure), "report.html")
+    tracking.log_text(regime_map.map_report_markdown(text, table), "report.md")
+    tracking.log_text(regime_map.map_report_html(text, table, figure), "report.html")
     tracking.log_figure(figure, "regime_map.png")
     tracking.set_description(text)
     return text

@@ -24,8 +24,9 @@ from pipeline import tracking
 from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
 from pipeline.config.params import CHAMPION_ALIAS
 from pipeline.data.datasets import Dataset, seed_datasets
-from pipeline.engines.replicas import Member, check_fits, train_group
-from pipeline.experiments.train import TrainingDiverged, TrainResult, train
+from pipeline.engines.base import Member, TrainingDiverged
+from pipeline.engines.memory import check_fits
+from pipeline.experiments.train import TrainResult, train_members
 from pipeline.experiments.tune_results import (
     best_rates,
     compare_on_fresh_seeds,
@@ -123,27 +124,19 @@ def report(trial: optuna.Trial, value: float, epoch: int, tag_runs: Callable[[di
 def train_trial(
     trial: optuna.Trial, members: list[Member], parent_run_id: str
 ) -> list[TrainResult]:
-    """The trial's config on each of its seeds, one child run each: one seed by `train`,
-    several as one replica model reporting their mean val_accuracy."""
-    killed_on = (KeyboardInterrupt, optuna.TrialPruned)
-    if len(members) == 1:
-        member = members[0]
-
-        def one(epoch: int, metrics: dict[str, float]):
-            report(trial, metrics["val_accuracy"], epoch, tracking.set_tags)
-
-        hooks = [one]
-        return [train(member.config, member.dataset, parent_run_id, hooks, member.tags, killed_on)]
+    """The trial's config on each of its seeds, one child run each, trained together; the
+    pruner sees their mean val_accuracy at each epoch."""
 
     def tag_members(tags: dict[str, str]):
         for member in members:
             tracking.tag_run(member.run_id, tags)
 
-    def mean(epoch: int, logged: list[dict[str, float]]):
-        value = float(np.mean([metrics["val_accuracy"] for metrics in logged]))
+    def mean(epoch: int, live: dict[int, dict[str, float]]):
+        value = float(np.mean([metrics["val_accuracy"] for metrics in live.values()]))
         report(trial, value, epoch, tag_members)
 
-    return train_group(members, parent_run_id, [mean], killed_on)
+    killed_on = (KeyboardInterrupt, optuna.TrialPruned)
+    return train_members(members, parent_run_id, len(members), [mean], killed_on)
 
 
 def objective(
@@ -218,7 +211,7 @@ def summarize(
 def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
     datasets = seed_datasets(config, search_seeds(config))
-    check_fits(max(config.replicas, config.trial_seeds), datasets[config.seed], config)
+    check_fits(config.trial_seeds, config.trial_seeds, datasets[config.seed], config, "trial_seeds")
     storage = create_storage(config.storage, config.heartbeat_interval, config.grace_period)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     study, created = open_study(storage, config.name, sampler, pruner)
