@@ -1,0 +1,1 @@
+"""Statistics, tables, figures and reports from arrays: no training, no tracking."""
