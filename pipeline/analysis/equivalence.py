@@ -129,7 +129,9 @@ def verdict(differences, margin: float = 0.5, alpha: float = 0.05, power: float 
     return summarize(d, margin, alpha, power, alpha)
 
 
-def summarize(d: np.ndarray, margin: float, level: float, power: float, power_alpha: float):
+def summarize(
+    d: np.ndarray, margin: float, level: float, power: float, power_alpha: float
+) -> Verdict:
     """The Verdict of checked differences d at one test level; seeds_for_power at power_alpha
     (the sequential design tests each look at its own level but plans seeds at its alpha)."""
     n = len(d)
