@@ -15,7 +15,7 @@ from pipeline.analysis.equivalence import (
 )
 from pipeline.analysis.power import required_seeds_equivalence
 
-pytestmark = pytest.mark.filterwarnings("error")  # no RuntimeWarning from any edge case
+pytestmark = [pytest.mark.fast, pytest.mark.filterwarnings("error")]  # no RuntimeWarning
 
 
 def shaped(mean: float, sd: float, n: int) -> np.ndarray:

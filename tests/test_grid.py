@@ -44,7 +44,7 @@ def test_the_grid_parses_into_crossed_cells_in_canonical_spelling():
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        ("dropout_rates=0.5", "one of ('train_size', 'epochs', 'hidden_units', 'batch_size'"),
+        ("dropout_rates=0.5", "one of ('hidden_units', 'epochs', 'batch_size', 'learning_rate'"),
         ("epochs=10,x", "each level unique and a valid value of its param"),
         ("hidden_units=100,50", "a grid whose hidden_units levels have one layer per config"),
         ("hidden_units=100-50-25,512-512", "a grid whose hidden_units levels have one layer"),

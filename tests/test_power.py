@@ -12,6 +12,8 @@ from pipeline.analysis.power import (
     tost_power,
 )
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 STUDIES = 20_000  # simulated fixed-size studies per check: a standard error of <= 0.0035
 
 

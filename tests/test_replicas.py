@@ -9,17 +9,25 @@ import numpy as np
 import pytest
 from helpers import TF_CHATTER, assert_rejected, pipeline_command, running_runs
 
-from pipeline import tracking
+from pipeline import cli, tracking
 from pipeline.config.entry_points import EvaluateConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
 from pipeline.engines.replica_data import epoch_orders, replica_arrays, replica_batches
 from pipeline.engines.replicas import ReplicaEngine
 from pipeline.experiments.evaluate import evaluate
-from pipeline.experiments.train import TrainingDiverged, groups, train, train_group
+from pipeline.experiments.train import (
+    TrainingDiverged,
+    groups,
+    train,
+    train_group,
+    train_members,
+)
 from pipeline.experiments.tune import tune
 
-A = TrainConfig(dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0))
+A = TrainConfig(
+    dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0), engine="replicas"
+)
 B = dataclasses.replace(A, seed=1, dropout_rates=(0.0, 0.0, 0.0))
 C = dataclasses.replace(A, seed=2, dropout_rates=(0.2, 0.2, 0.2), learning_rate=0.003)
 PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "generalization_gap", "epoch_seconds")
@@ -96,7 +104,7 @@ def test_a_diverging_replica_fails_alone(parent, client):
     diverging = dataclasses.replace(notebook, seed=1, learning_rate=1e10)
     group = members(notebook, diverging)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
-        train_group(group, parent, ReplicaEngine())
+        train_members(group, parent, replicas=2)
     healthy, failed = (client.get_run(member.run_id) for member in group)
     assert healthy.info.status == "FINISHED"
     assert len(client.get_metric_history(healthy.info.run_id, "loss")) == 2
@@ -158,9 +166,15 @@ def test_tune_with_trial_seeds_prunes_and_reports_the_mean(client):
     assert running_runs(client) == []
 
 
-def test_more_replicas_than_memory_holds_exits_2(capsys, client):
-    argv = ["study", "--dataset", "digits", "--replicas", "100000000"]
+def test_more_runs_together_than_memory_holds_exits_2(capsys, client):
+    argv = ["study", "--dataset", "digits", "--seeds", "100000000", "--replicas", "100000000"]
     assert_rejected(argv, "The 'replicas' parameter of study must be at most", capsys, client)
+
+
+def test_replicas_above_the_runs_means_all_of_them(capsys):
+    argv = ["study", "--dataset", "digits", "--epochs", "1", "--seeds", "2"]
+    assert cli.main([*argv, "--replicas", "1000000", "--study-name", "all-together"]) == 0
+    assert "epoch 1/1  4 runs" in capsys.readouterr().out
 
 
 def test_max_norm_bounds_each_replicas_hidden_units(parent):

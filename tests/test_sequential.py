@@ -12,6 +12,8 @@ import pytest
 from pipeline.analysis.equivalence import classify
 from pipeline.analysis.sequential import SequentialDesign, obrien_fleming_spending
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 SD = 0.75
 STUDIES = 4000
 DESIGN = SequentialDesign()  # alpha 0.05, margin 0.5, batch 10, up to 50 seeds

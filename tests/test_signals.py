@@ -131,14 +131,14 @@ def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(handl
             os.kill(os.getpid(), signal.SIGTERM)  # as if it arrived during the hook's writes
             metrics["after_signal"] = True
 
-    config = TrainConfig(dataset="digits", epochs=5, seed=7)
+    config = TrainConfig(dataset="digits", epochs=5, seed=17)  # a run name no other test uses
     logged = {}
     with pytest.raises(lifecycle.Terminated):
         train(config, epoch_hooks=[signal_during_epoch_1, lambda e, m: logged.update({e: m})])
     assert list(logged) == [1] and logged[1]["after_signal"]  # both hooks ran to their end
     [run] = client.search_runs(
         [client.get_experiment_by_name("dropout-mlp-digits").experiment_id],
-        "tags.mlflow.runName = 'digits-dropout-0.5,0.25,0-seed7'",
+        "tags.mlflow.runName = 'digits-dropout-0.5,0.25,0-seed17'",
     )
     assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]

@@ -28,7 +28,7 @@ from pipeline.analysis.paired import (
 from pipeline.analysis.reports import report_html, report_markdown
 from pipeline.config.entry_points import StudyConfig, TrainConfig
 from pipeline.config.validation import fields_with_role
-from pipeline.data.datasets import Dataset, seed_datasets
+from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits
 from pipeline.experiments.train import train_members
@@ -129,9 +129,9 @@ def study(config: StudyConfig) -> str:
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
     # a train_size the data cannot give: exit 2 naming study's param, before any run exists
-    datasets = seed_datasets(config, seeds)
     runs = len(config.named_configs) * config.seeds
-    check_fits(config.replicas, runs, datasets[config.seed], config)
+    check_fits(config.replicas, runs, load_dataset(config), config)
+    datasets = seed_datasets(config, seeds)
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }
