@@ -40,7 +40,7 @@ def test_the_lists_follow_from_the_roles():
     assert not {"seed", "dropout_rates", "learning_rate"} & set(shape)  # each run its own
     assert set(GRID.fields) == set(fields_with_role(ModelDataConfig, "grid"))
     assert "seed" not in GRID.fields
-    assert set(fields_with_role(StudyConfig, "execution")) == {"storage", "replicas"}
+    assert set(fields_with_role(StudyConfig, "execution")) == {"storage", "replicas", "run_figures"}
     assert "n_trials" in fields_with_role(TuneConfig, "resumable")
     assert "max_rate" not in fields_with_role(TuneConfig, "resumable")
 

@@ -20,10 +20,12 @@ CONFIG = TrainConfig(dataset="digits", epochs=2, hidden_units=(16, 8), dropout_r
 
 
 def artifact_paths(client: mlflow.MlflowClient, run_id: str, path: str = "") -> set[str]:
+    """The run's artifact files, and its logged model's (MLflow 3 keeps those apart)."""
     paths = set()
     for item in client.list_artifacts(run_id, path):
         paths |= artifact_paths(client, run_id, item.path) if item.is_dir else {item.path}
-    return paths
+    model = mlflow.artifacts.list_artifacts(f"runs:/{run_id}/model") if not path else []
+    return paths | {item.path for item in model if not item.is_dir}
 
 
 def keys(client: mlflow.MlflowClient, run_id: str) -> dict[str, set[str]]:
@@ -85,3 +87,11 @@ def test_a_diverging_run_logs_its_last_epoch_and_fails_alone(engine, parent, cli
     epochs = client.get_metric_history(diverged.info.run_id, "loss")
     assert [m.step for m in epochs][-1] == int(diverged.data.tags["failure_reason"].split()[-1])
     assert healthy.info.status == "FINISHED"
+
+
+def test_without_run_figures_a_run_keeps_their_numbers(parent, client):
+    [member] = group("keras", {"run_figures": False})
+    [result] = train_group([member], parent, engine_for("keras"))
+    logged = keys(client, result.run_id)["artifacts"]
+    assert {"confusion_matrix.csv", "classification_report.json", "model/MLmodel"} <= logged
+    assert not {path for path in logged if path.endswith(".png")}

@@ -101,6 +101,13 @@ class ModelDataConfig(Config):
         roles=("shape",),
     ).field()
     engine: str = ENGINE.field()
+    run_figures: bool = Param(
+        True,
+        Boolean(),
+        "each run's learning-curve and confusion-matrix PNGs (~0.45 s a run on 2 cores, more "
+        "than its training on a GPU); false keeps their numbers (metrics, csv, json) only",
+        roles=("execution",),
+    ).field()
 
     def train_config(self, **changes) -> TrainConfig:
         """The train config of these shared params, with `changes` (e.g. dropout_rates)."""

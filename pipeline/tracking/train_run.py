@@ -69,15 +69,17 @@ class TrainRun:
     def finish(self, spec: ModelSpec, weights: list[np.ndarray]):
         """Everything a trained run logs after its last epoch, from its final weights (which
         `build_model(spec)` takes), into the run, which must be the active one."""
+        config = self.config
         log_dataset(self.dataset)
-        tracking.log_figure(
-            figures.learning_curves_figure(self.history, self.config.run_name),
-            "learning_curves.png",
-        )
-        model = scoring_model(spec, self.config.learning_rate)
+        if config.run_figures:
+            tracking.log_figure(
+                figures.learning_curves_figure(self.history, config.run_name),
+                "learning_curves.png",
+            )
+        model = scoring_model(spec, config.learning_rate)
         model.set_weights(weights)
         self.test_metrics = log_test_results(
-            model, self.dataset, self.config.run_name, self.config.epochs
+            model, self.dataset, config.run_name, config.epochs, config.run_figures
         )
 
     def end(self, error: BaseException | None = None, killed_on=KILLED_ON):
@@ -115,27 +117,35 @@ def predict_and_score(model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, 
     return probabilities, {"test_loss": loss, **scoring.score_predictions(y, probabilities)}
 
 
-def log_test_results(model, dataset: Dataset, title: str, step: int) -> dict[str, float]:
-    """The test metrics (at `step`, the last epoch), report, confusion matrix and model of the
-    active run."""
+def log_test_results(
+    model, dataset: Dataset, title: str, step: int, figure: bool = True
+) -> dict[str, float]:
+    """The test metrics (at `step`, the last epoch), report, confusion matrix (with its figure)
+    and model of the active run."""
     probabilities, metrics = predict_and_score(model, dataset.x_test, dataset.y_test)
     tracking.log_metrics(metrics, step=step)
-    log_classification_artifacts(dataset.y_test, probabilities, dataset.class_names, title)
+    log_classification_artifacts(dataset.y_test, probabilities, dataset.class_names, title, figure)
     tracking.log_keras_model(model, dataset.x_test[:5].astype("float32"), probabilities[:5])
     return metrics
 
 
 def log_classification_artifacts(
-    y_true: np.ndarray, probabilities: np.ndarray, class_names: tuple[str, ...], title: str
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: tuple[str, ...],
+    title: str,
+    figure: bool = True,
 ):
-    """The classification report (txt, json) and confusion matrix (csv, png) of the active run."""
+    """The classification report (txt, json) and confusion matrix (csv, and png unless
+    `figure` is false) of the active run."""
     y_pred = probabilities.argmax(axis=1)
     text, report = scoring.classification_report(y_true, y_pred, class_names)
     tracking.log_text(text, "classification_report.txt")
     tracking.log_dict(report, "classification_report.json")
     table = scoring.confusion_matrix_table(y_true, y_pred, class_names)
     tracking.log_text(table.to_csv(), "confusion_matrix.csv")
-    tracking.log_figure(
-        figures.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
-        "confusion_matrix.png",
-    )
+    if figure:
+        tracking.log_figure(
+            figures.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
+            "confusion_matrix.png",
+        )
