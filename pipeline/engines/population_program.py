@@ -95,11 +95,11 @@ def _scores(program: Program, logits, labels):
 
 def _batch_loss(program, params, x, y, weight, key, thresholds, scales):
     """The batch's mean loss over its real examples (weight 1; padding 0), and the sums of
-    loss and hits over them."""
+    loss and hits over them (dot products, rounded alike for any number of replicas)."""
     logits = _logits(program, params, x, key, thresholds, scales)
     losses, hits = _scores(program, logits, y)
-    count = jnp.sum(weight)
-    return jnp.sum(losses * weight) / count, (jnp.sum(losses * weight), jnp.sum(hits * weight))
+    loss_sum = losses @ weight
+    return loss_sum / jnp.sum(weight), (loss_sum, hits @ weight)
 
 
 def _adam(params, moments, velocities, grads, learning_rate, t):
@@ -185,7 +185,7 @@ def evaluate(program, params, x_all, y_all, slots):
             x, y = _inputs(program, x_all[slot, rows]), y_all[slot, rows]
             losses, hits = _scores(program, _logits(program, params, x), y)
             w = weight[rows]
-            return (sums[0] + jnp.sum(losses * w), sums[1] + jnp.sum(hits * w)), None
+            return (sums[0] + losses @ w, sums[1] + hits @ w), None
 
         zero = jnp.zeros((), jnp.float32)
         (loss_sum, hit_sum), _ = jax.lax.scan(chunk, (zero, zero), jnp.arange(chunks))
