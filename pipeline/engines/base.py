@@ -62,8 +62,10 @@ def model_spec(config: TrainConfig, dataset: Dataset) -> ModelSpec:
 
 
 class Engine(Protocol):
-    """Trains members; `name` tags their runs (engines draw different random streams)."""
+    """Trains members; `name` and `device` tag their runs (engines draw different random
+    streams; a device, e.g. "cpu x2" or "NVIDIA H200", says where they trained)."""
 
     name: str
+    device: str
 
     def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]: ...

@@ -63,10 +63,31 @@ class EpochReporter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def keras_device() -> str:
+    """The kind of device the Keras backend trains on: "cpu", or its GPU's name."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        return "cpu" if device.platform == "cpu" else device.device_kind
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return (
+        tf.config.experimental.get_device_details(gpus[0]).get("device_name", "gpu")
+        if gpus
+        else "cpu"
+    )
+
+
 class KerasEngine:
     """Trains the members one after another, each as its own Keras model."""
 
     name = "keras"
+
+    @property
+    def device(self) -> str:
+        return keras_device()
 
     def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]:
         return [self._fit_one(member, index, on_epoch) for index, member in enumerate(members)]

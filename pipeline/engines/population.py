@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from pipeline.config.validation import fields_with_role, role_key
 from pipeline.engines.base import Member, OnEpoch, Weights
 from pipeline.engines.population_program import (
     EVAL_CHUNK,
@@ -32,8 +33,6 @@ from pipeline.engines.population_program import (
 )
 from pipeline.engines.replica_data import epoch_orders
 
-SHAPE = ("dataset", "data_dir", "hidden_units", "epochs", "batch_size", "validation_split")
-SHAPE += ("train_size", "recipe", "max_norm")
 MEMORY_SHARE = 0.5  # of the memory available, at most this much for one population
 
 
@@ -57,10 +56,11 @@ def check_shape(members: Sequence[Member]):
     """Members of one fit must share the shape of the program they train in."""
     if not members:
         raise ValueError("a population needs at least one member")
-    shapes = {tuple(getattr(m.config, name) for name in SHAPE) for m in members}
+    shapes = {role_key(m.config, "shape") for m in members}
     arrays = {(m.dataset.x_train.shape, m.dataset.x_val.shape) for m in members}
     if len(shapes) != 1 or len(arrays) != 1:
-        raise ValueError("members of a population must share " + ", ".join(SHAPE))
+        shape = ", ".join(fields_with_role(type(members[0].config), "shape"))
+        raise ValueError(f"members of a population must share {shape}")
 
 
 def memory_needed(members: Sequence[Member]) -> tuple[int, int, int]:

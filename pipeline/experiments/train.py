@@ -106,7 +106,7 @@ def train(
     experiment = tracking.experiment_name(config.dataset)
     with tracking.run(config.run_name, experiment, {}, parent_run_id, killed_on) as run_id:
         run = TrainRun(run_id, config, member.dataset)
-        run.begin(engine.name, member.tags)
+        run.begin(engine.name, engine.device, member.tags)
         member.run_id = run_id
         [weights] = engine.fit([member], epoch_logger([run], [member], epoch_hooks))
         if member.stopped:
@@ -135,7 +135,7 @@ def _begin_children(group: Sequence[Member], parent_run_id: str, engine: Engine)
     for member in group:
         name = member.config.run_name
         run = TrainRun(tracking.create_run(parent_run_id, name, {}), member.config, member.dataset)
-        run.begin(engine.name, {**member.tags, **group_tag})
+        run.begin(engine.name, engine.device, {**member.tags, **group_tag})
         member.run_id = run.run_id
         runs.append(run)
     return runs

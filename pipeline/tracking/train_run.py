@@ -37,9 +37,10 @@ class TrainRun:
     history: dict[str, list[float]] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
 
-    def begin(self, engine: str, tags: dict[str, str]):
+    def begin(self, engine: str, device: str, tags: dict[str, str]):
         """The config's params (those `mlflow run` has not logged already) and the run's tags:
-        entry point, recipe, dataset and where its data came from, the engine, and `tags`."""
+        entry point, recipe, dataset and where its data came from, the engine and its device,
+        and `tags`."""
         dataset = self.dataset
         tracking.tag_run(
             self.run_id,
@@ -50,6 +51,7 @@ class TrainRun:
                 "data_source": dataset.source,
                 "data_sha256": dataset.sha256,
                 "engine": engine,
+                "device": device,
                 **tags,
             },
         )
