@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 
+import numpy as np
 import pandas as pd
 
 from pipeline import tracking
 from pipeline.analysis import figures
 from pipeline.analysis.paired import (
+    COMPARED_METRICS,
     CURVES,
     SUMMARY_METRICS,
     SeedResult,
@@ -25,13 +28,15 @@ from pipeline.analysis.paired import (
     study_answer,
     summary_table,
 )
-from pipeline.analysis.reports import report_html, report_markdown
+from pipeline.analysis.reports import study_report_html, study_report_markdown
 from pipeline.config.entry_points import StudyConfig, TrainConfig
 from pipeline.config.validation import fields_with_role
 from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits
 from pipeline.experiments.train import train_members
+
+TITLE = "Does dropout help?"
 
 
 def study_key(config: StudyConfig) -> str:
@@ -101,6 +106,34 @@ def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: 
         )
 
 
+def seed_differences(names: list[str], results: list[SeedResult]) -> dict:
+    """Per compared pair (the later config against the earlier) and metric, each seed's
+    candidate - reference difference in points, keyed (candidate, reference, metric)."""
+    metrics = {(r.config, r.seed): r.metrics for r in results}
+    seeds = sorted({r.seed for r in results})
+    return {
+        (candidate, reference, metric): 100
+        * np.array([metrics[candidate, s][metric] - metrics[reference, s][metric] for s in seeds])
+        for reference, candidate in itertools.combinations(names, 2)
+        for metric in COMPARED_METRICS
+    }
+
+
+def report_comparisons(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons as the report reads them (points, seeds, the four verdict words): the
+    table as it is once it has those columns, else today's columns renamed and scaled."""
+    if "seeds" in comparisons:
+        return comparisons
+    return comparisons.assign(
+        seeds=comparisons["n_pairs"],
+        mean_difference=100 * comparisons["mean_difference"],
+        ci95_low=100 * comparisons["t_ci95_low"],
+        ci95_high=100 * comparisons["t_ci95_high"],
+        p_value=comparisons["t_test_p_value"],
+        verdict=comparisons["verdict"].replace("no detectable difference", "undecided"),
+    )
+
+
 def log_results(
     config: StudyConfig, configs: dict[str, TrainConfig], results: list[SeedResult]
 ) -> str:
@@ -110,14 +143,18 @@ def log_results(
     curves_figure = figures.learning_curve_bands_figure(
         curve_arrays(list(configs), results), f"{config.name}: mean ± std over {config.seeds} seeds"
     )
-    tracking.log_text(report_html(text, summary, comparisons, curves_figure), "report.html")
+    shown = report_comparisons(comparisons)
+    differences = seed_differences(list(configs), results)
+    tracking.log_text(
+        study_report_html(TITLE, text, summary, shown, differences, curves_figure), "report.html"
+    )
     tracking.log_figure(curves_figure, "learning_curves.png")
     if len(configs) >= 3:
         tracking.log_figure(figures.dose_response_figure(summary), "dose_response.png")
     tracking.log_text(summary.to_csv(index=False), "summary.csv")
     tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
     tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")
-    tracking.log_text(report_markdown(text, summary, comparisons), "report.md")
+    tracking.log_text(study_report_markdown(TITLE, text, summary, shown), "report.md")
     log_table_metrics(summary, comparisons)
     tracking.set_description(text)
     return text
