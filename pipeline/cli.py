@@ -59,13 +59,14 @@ def run_tune(config: TuneConfig):
 
 
 def run_study(config: StudyConfig):
-    from pipeline.experiments.grid import grid_study
-    from pipeline.experiments.study import study
-
     # both load their data before they start a run: bad data_dir or train_size -> exit 2
     if config.grid:
+        from pipeline.experiments.grid import grid_study  # Optuna walks the cells
+
         grid_study(config)
     else:
+        from pipeline.experiments.study import study
+
         study(config)
 
 

@@ -12,9 +12,16 @@ from mlflow.models import infer_signature
 
 
 def _pip_requirements() -> list[str]:
-    """Given explicitly: MLflow would otherwise infer them in a slow subprocess."""
-    packages = ("tensorflow-cpu", "keras", "numpy")
-    return [f"{name}=={importlib.metadata.version(name)}" for name in packages]
+    """Given explicitly (MLflow would otherwise infer them in a slow subprocess): Keras, numpy
+    and the backend that loads the model, as installed."""
+    import keras
+
+    backend = {"tensorflow": ("tensorflow-cpu", "tensorflow"), "jax": ("jax",)}
+    requirements = []
+    for name in ("keras", "numpy", *backend[keras.backend.backend()]):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            requirements.append(f"{name}=={importlib.metadata.version(name)}")
+    return requirements
 
 
 def log_keras_model(model, x_example: np.ndarray, probabilities: np.ndarray):

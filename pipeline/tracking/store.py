@@ -24,12 +24,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
-import sqlalchemy.exc
 
 from pipeline.config.validation import ParameterError
 from pipeline.secrets import redact
 
 JOURNAL_SUFFIX = ".optuna.journal"
+
+
+def _store_errors() -> tuple[type[Exception], ...]:
+    """What opening a store raises when it cannot: SQLAlchemy's errors too where it is
+    installed (mlflow-skinny, which has file stores and servers only, comes without it)."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:
+        return (OSError, mlflow.exceptions.MlflowException)
+    return (OSError, mlflow.exceptions.MlflowException, SQLAlchemyError)
 
 
 def local_store_path(uri: str) -> Path | None:
@@ -82,6 +91,7 @@ def creation_lock(uri: str) -> Iterator[None]:
     if path is None:
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)  # as MLflow makes a new store's folders
     with open(path.with_name(path.name + ".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -106,7 +116,7 @@ def open_store():
         with creation_lock(uri):
             client = mlflow.MlflowClient()  # creates a local store's tables, once
             client.search_experiments(max_results=1)  # a server: reachable, credentials valid
-    except (OSError, mlflow.exceptions.MlflowException, sqlalchemy.exc.SQLAlchemyError) as error:
+    except _store_errors() as error:
         hint = (
             "run in a writable folder or set MLFLOW_TRACKING_URI"
             if local_store_path(uri)
