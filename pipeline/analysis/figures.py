@@ -174,3 +174,25 @@ def confusion_matrix_comparison_figure(
     axes[2].set_title(f"difference: {names[0]} - {names[1]}")
     figure.suptitle(title or "Confusion matrices (test set)")
     return figure
+
+
+def effect_by_epoch_figure(table: pd.DataFrame, margin: float) -> plt.Figure:
+    """The mean paired test-accuracy difference (points) with its 95% interval against the
+    epoch (log scale), a line per group of `table` (effect.EFFECT_COLUMNS), the ±margin
+    equivalence band dashed."""
+    figure, axis = plt.subplots(figsize=(8, 4.5), layout="constrained")
+    for group, rows in table.groupby("group", sort=False):
+        line = axis.plot(rows["epoch"], rows["mean_difference"], marker="o", label=group)[0]
+        axis.fill_between(
+            rows["epoch"], rows["ci95_low"], rows["ci95_high"], color=line.get_color(), alpha=0.15
+        )
+    axis.axhline(0, color="black", linewidth=0.8)
+    for bound in (-margin, margin):
+        axis.axhline(bound, color="gray", linestyle="--", linewidth=0.8)
+    axis.set_xscale("log")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("test accuracy difference (points)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize="small")
+    axis.set_title(f"The effect along training: mean, 95% CI over seeds; ±{margin:g} dashed")
+    return figure
