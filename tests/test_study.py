@@ -8,6 +8,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from pipeline.analysis.effect import (
+    checkpoint_epochs,
+    crossing_epoch,
+    crossing_words,
+    effect_tables,
+)
 from pipeline.analysis.paired import (
     COMPARISON_COLUMNS,
     SUMMARY_METRICS,
@@ -88,6 +94,22 @@ def test_equivalent_undecided_and_the_seed_differences_in_points():
     differences = seed_differences(["base", "drop"], results, "test_accuracy")
     assert list(differences) == [("drop", "base", "test_accuracy")]
     np.testing.assert_allclose(differences["drop", "base", "test_accuracy"], [2.0, -3.0, 1.0])
+
+
+def test_checkpoints_and_the_crossing_on_known_answers():
+    assert checkpoint_epochs(100) == (1, 2, 5, 10, 20, 50, 100)
+    assert checkpoint_epochs(4, levels=(3,)) == (1, 2, 3, 4)
+    assert checkpoint_epochs(3, every=True) == (1, 2, 3)
+    epochs = np.array([1, 10, 100])
+    assert crossing_epoch(epochs, np.array([1.0, -1.0, -2.0])) == pytest.approx(np.sqrt(10))
+    assert crossing_epoch(epochs, np.array([-3.0, 1.0, 2.0])) == pytest.approx(10**0.75)
+    assert np.isnan(crossing_epoch(epochs, np.array([1.0, 2.0, 0.5])))
+    seeds = np.array([[2.0, -1.0, -2.0], [1.0, -2.0, -3.0], [1.5, -1.5, -2.5], [1.2, -0.8, -2.2]])
+    table, crossings = effect_tables({"drop - base": (epochs, seeds)})
+    assert list(table["mean_difference"]) == pytest.approx(seeds.mean(axis=0))
+    [row] = crossings.itertuples()
+    assert row.crossing_low <= row.crossing_epoch <= row.crossing_high < 10
+    assert "crosses zero near epoch" in crossing_words(table, crossings)
 
 
 def test_mean_confidence_interval_is_the_t_interval():

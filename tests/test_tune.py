@@ -130,9 +130,7 @@ def test_fresh_seed_comparison_is_paired_by_seed_with_study_s_tests_and_verdicts
     assert row.seeds == 2 and row.mean_difference == pytest.approx(paired)  # points
     metrics = parent.data.metrics
     assert metrics["final_tuned_vs_no_dropout_test_accuracy_difference"] == pytest.approx(paired)
-    assert metrics["final_tuned_vs_no_dropout_test_accuracy_p_value"] == pytest.approx(
-        row.p_value
-    )
+    assert metrics["final_tuned_vs_no_dropout_test_accuracy_p_value"] == pytest.approx(row.p_value)
     paragraphs = parent.data.tags["mlflow.note.content"].split("\n\n")
     [answer] = [p for p in paragraphs if p.startswith("Does **tuned**") and "**no_dropout**" in p]
     assert f"Verdict: **{row.verdict}**" in answer

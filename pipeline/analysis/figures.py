@@ -190,6 +190,9 @@ def effect_by_epoch_figure(table: pd.DataFrame, margin: float) -> plt.Figure:
     for bound in (-margin, margin):
         axis.axhline(bound, color="gray", linestyle="--", linewidth=0.8)
     axis.set_xscale("log")
+    epochs = sorted(table["epoch"].unique())
+    axis.set_xticks(epochs, [str(epoch) for epoch in epochs], minor=False)
+    axis.minorticks_off()
     axis.set_xlabel("epoch")
     axis.set_ylabel("test accuracy difference (points)")
     axis.grid(alpha=0.3)
