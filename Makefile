@@ -38,7 +38,7 @@ bench: install  ## timings and slow acceptance checks; writes bench/results.{md,
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/bench_replicas.py
 
-findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs) and the grid's regime map (~30 min more); writes README's Findings
+findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs) and the seeds=auto regime map with the effect along 1..100 epochs (hours on 2 cores: ARGS="--train-sizes 1000,5000 --grid-epochs 10,25 --max-seeds 20" for less); writes README's Findings
 	$(PYTHON) bench/findings.py $(ARGS)
 
 ui: install  ## mlflow ui on the default local store; e.g. make ui UI_PORT=5001

@@ -320,8 +320,9 @@ def test_served_model_answers_with_the_model_s_probabilities(
 
 
 def test_two_workers_share_a_grid_s_cells_and_one_logs_the_map(server, postgres, tmp_path):
-    """The grid's cells are trials of one Optuna study on PostgreSQL: two workers train each
-    cell once, under one top parent, and the last to end logs the regime map."""
+    """The grid's training groups (cells that differ only in epochs) are trials of one Optuna
+    study on PostgreSQL: two workers train each group once, under one top parent, and the last
+    to end logs the regime map."""
     grid = ["--grid", "train_size=300,0;epochs=1,2", "--storage", f"{postgres}/optuna"]
     command = pipeline_command(
         "study", "--dataset", "digits", "--seeds", "2", "--study-name", "grid", *grid
@@ -341,17 +342,16 @@ def test_two_workers_share_a_grid_s_cells_and_one_logs_the_map(server, postgres,
     [name] = [summary.study_name for summary in summaries if summary.study_name.startswith("grid-")]
     trials = load_trials(postgres, name)
     complete = [trial for trial in trials if trial.state.name == "COMPLETE"]
-    cells = sorted((trial.params["train_size"], trial.params["epochs"]) for trial in complete)
-    assert cells == [("0", "1"), ("0", "2"), ("300", "1"), ("300", "2")]
+    groups = sorted(trial.params["group"] for trial in complete)
+    assert groups == ["train_size=0;epochs<=2", "train_size=300;epochs<=2"]
     assert all(trial.user_attrs.get("surplus") for trial in trials if trial not in complete)
     assert len({trial.user_attrs["worker"] for trial in complete}) == 2
     [parent], children = study_runs(server, "grid")
     assert parent.info.status == "FINISHED"
     cell_runs = [r for r in children if r.data.tags["mlflow.parentRunId"] == parent.info.run_id]
-    labels = sorted(run.data.tags["grid_cell"] for run in cell_runs)
-    assert labels == [f"train_size={size};epochs={epochs}" for size, epochs in cells]
+    assert sorted(run.data.tags["grid_cell"] for run in cell_runs) == groups
     seed_runs = [run for run in children if run not in cell_runs]
-    assert len(seed_runs) == 4 * 2 * 2  # every cell x config x seed trained once
+    assert len(seed_runs) == 2 * 2 * 2  # every group x config x seed trained once, to 2 epochs
     assert all(run.info.status == "FINISHED" for run in children)
     artifacts = {a.path for a in server.client().list_artifacts(parent.info.run_id)}
     assert {"regime_map.csv", "regime_map.png", "report.md", "report.html"} <= artifacts

@@ -8,8 +8,10 @@ import pytest
 from helpers import assert_rejected
 from scipy import stats
 
-from pipeline.analysis.paired import SUMMARY_METRICS, SeedResult
+from pipeline.analysis.paired import COMPARISON_COLUMNS, SUMMARY_METRICS, SeedResult
+from pipeline.analysis.refine import added_levels, midpoints, with_levels
 from pipeline.analysis.regime_map import map_findings, regime_figure, regime_table
+from pipeline.analysis.sequential import SequentialDesign
 from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import cell_label, cells
 from pipeline.experiments.grid import cost, grid_study
@@ -18,6 +20,8 @@ TINY = StudyConfig(
     dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny grid"
 )
 MAP_ARTIFACTS = {"regime_map.csv", "regime_map.png", "report.md", "report.html"}
+MAP_ARTIFACTS |= {"effect_by_epoch.csv", "effect_by_epoch.png", "effect_crossings.csv"}
+VERDICTS = {"better", "worse", "equivalent", "undecided"}
 
 
 def test_the_grid_parses_into_crossed_cells_in_canonical_spelling():
@@ -35,7 +39,15 @@ def test_the_grid_parses_into_crossed_cells_in_canonical_spelling():
         "train_size=5000;hidden_units=512-512-512",
     ]
     assert config.name == "mnist_5k-standard-baseline-vs-dropout-grid"
-    assert cost(config, grid_cells) == "grid: 4 cells x 2 configs x 5 seeds = 40 runs, 400 epochs"
+    assert cost(config, factors) == (
+        "grid: 4 cells in 4 trainings x 2 configs x 5 seeds = 40 runs, 400 epochs"
+    )
+    epochs = StudyConfig.from_strings(
+        {"grid": "train_size=1000,0;epochs=10,100", "seeds": "auto", "max_seeds": "20"}
+    )
+    assert cost(epochs, GRID.factors(epochs.grid)) == (
+        "grid: 4 cells in 2 trainings x 2 configs x up to 20 seeds = up to 80 runs, 8,000 epochs"
+    )
     assert StudyConfig.from_strings({"grid": "learning_rate=1e-3,0.01"}).grid == (
         "learning_rate=0.001,0.01"
     )
@@ -80,46 +92,69 @@ def seed_results(base: list[float], gains: list[float], gap: float) -> list[Seed
     ]
 
 
-def test_the_map_s_statistics_and_holm_correction_on_known_answers():
+def test_the_map_s_statistics_and_bonferroni_split_on_known_answers():
     base = [0.80, 0.90, 0.85, 0.83, 0.88]
     gains = {
         1000: [0.030, 0.031, 0.029, 0.032, 0.028],  # a clear gain: t-test p ~ 1e-7
-        5000: [0.010, 0.020, 0.000, 0.015, 0.005],  # p ~ 0.047: below 0.05 alone, not after Holm
-        0: [0.010, -0.012, 0.004, -0.003, 0.001],  # noise
+        5000: [0.010, 0.020, 0.000, 0.015, 0.005],  # p ~ 0.047: below 0.05 alone, not / 3
+        0: [0.010, -0.012, 0.004, -0.003, 0.001],  # noise, too few seeds for equivalence
     }
     gaps = {1000: 0.9, 5000: 0.5, 0: 0.1}
     factors = [("train_size", [1000, 5000, 0])]
     cell_results = [
         ({"train_size": size}, seed_results(base, gains[size], gaps[size])) for size in gains
     ]
-    table = regime_table(factors, cell_results, ["base", "drop"], alpha=0.05, seed=0)
+    design = SequentialDesign(0.05, 0.5, batch=5, max_seeds=5, family_size=3)
+    table = regime_table(factors, cell_results, ["base", "drop"], design)
     accuracy = table[table["metric"] == "test_accuracy"].set_index("train_size")
     assert list(accuracy.index) == ["1000", "5000", "0"]
     raw = {}
     for size, gain in gains.items():
         row = accuracy.loc[str(size)]
-        reference, candidate = np.array(base), np.array(base) + gain
-        raw[size] = stats.ttest_rel(candidate, reference).pvalue
-        low, high = stats.t.interval(0.95, 4, loc=np.mean(gain), scale=stats.sem(gain))
-        assert row["mean_difference"] == pytest.approx(np.mean(gain))
-        assert (row["ci95_low"], row["ci95_high"]) == pytest.approx((low, high))
-        assert row["p_value"] == pytest.approx(raw[size])
+        points = 100 * np.array(gain)
+        raw[size] = stats.ttest_1samp(points, 0).pvalue
+        interval = stats.t.interval(1 - 0.05 / 3, 4, loc=points.mean(), scale=stats.sem(points))
+        assert row["mean_difference"] == pytest.approx(points.mean())
+        assert (row["ci95_low"], row["ci95_high"]) == pytest.approx(interval)
+        assert row["p_value"] == pytest.approx(raw[size]) and row["seeds"] == 5
         assert row["reference_generalization_gap"] == pytest.approx(gaps[size])
         assert row["candidate_generalization_gap"] == pytest.approx(gaps[size] / 2)
-    # Holm over the 3 tests of the metric: p sorted ascending times 3, 2, 1, then kept monotone
-    assert raw[1000] < raw[5000] < 0.05 < raw[0]
-    assert accuracy.loc["1000", "p_value_holm"] == pytest.approx(3 * raw[1000])
-    assert accuracy.loc["5000", "p_value_holm"] == pytest.approx(2 * raw[5000])
-    assert accuracy.loc["0", "p_value_holm"] == pytest.approx(max(raw[0], 2 * raw[5000]))
-    assert list(accuracy["verdict"]) == ["better"] + ["no detectable difference"] * 2
-    assert set(table["metric"]) == {"test_accuracy", "test_macro_f1"}  # one family per metric
+    assert raw[1000] < 0.05 / 3 < raw[5000] < 0.05 < raw[0]
+    assert list(accuracy["verdict"]) == ["better", "undecided", "undecided"]
+    assert set(table["metric"]) == {"test_accuracy", "test_macro_f1"}
     config = StudyConfig(configs="base=0,0,0;drop=0.5,0.25,0", grid="train_size=1000,5000,0")
-    text = "\n\n".join(map_findings(config, factors, table))
-    assert "Holm-corrected over the 3 tests of each metric" in text
+    text = "\n\n".join(map_findings(config, factors, table, design))
+    assert "over the 3 tests of the grid (cells x candidates, Bonferroni: 0.0167 each)" in text
     assert "helps in 1 of 3 cells (train_size 1000: +3.0 [" in text
-    assert "makes no detectable difference in 2 of 3 cells (train_size 5000: +1.0" in text
+    assert "is undecided in 2 of 3 cells (train_size 5000: +1.0" in text
     assert "train_size all (gap 0.100): +0.0 points" in text
     assert "Kendall's rank correlation of that gap with drop's difference: tau = +1.00" in text
+
+
+def test_refine_adds_geometric_means_between_opposite_verdicts_until_a_factor_of_2():
+    assert midpoints({1000: "better", 60000: "worse", 0: "worse"}) == [7746]
+    assert midpoints({1000: "better", 1900: "worse"}) == []  # within a factor of 2
+    assert midpoints({10: "better", 100: "undecided", 1000: "worse"}) == []  # not decided
+
+    def verdict(size: int) -> str:  # the synthetic truth: dropout helps below 3,000 images
+        return "better" if size < 3000 else "worse"
+
+    factors = [("train_size", [1000, 60000, 0]), ("epochs", [10, 100])]
+    rounds = []
+    while True:
+        rows = [
+            {"train_size": str(size), "epochs": str(epochs), "candidate": "drop"}
+            | {"metric": "test_accuracy", "verdict": verdict(size) if size else "worse"}
+            for size in factors[0][1]
+            for epochs in factors[1][1]
+        ]
+        added = added_levels(factors, pd.DataFrame(rows))
+        if not added:
+            break
+        rounds.append(added)
+        factors = with_levels(factors, added)
+    assert rounds == [{"train_size": [7746]}, {"train_size": [2783]}, {"train_size": [4643]}]
+    assert factors == [("train_size", [1000, 2783, 4643, 7746, 60000, 0]), ("epochs", [10, 100])]
 
 
 def test_the_map_draws_a_panel_per_candidate_and_level_of_each_extra_factor():
@@ -137,7 +172,8 @@ def test_the_map_draws_a_panel_per_candidate_and_level_of_each_extra_factor():
         mean_difference=0.01,
         ci95_low=-0.01,
         ci95_high=0.03,
-        verdict="no detectable difference",
+        verdict="undecided",
+        seeds=5,
     )
     figure = regime_figure(table, factors, "title")
     panels = [axis for axis in figure.axes if axis.get_title()]
@@ -194,22 +230,14 @@ def test_the_top_parent_holds_the_map_its_figure_and_the_report(tiny_grid, clien
     )
     assert list(table.columns) == [
         "train_size",
-        "candidate",
-        "reference",
-        "metric",
-        "mean_difference",
-        "ci95_low",
-        "ci95_high",
-        "p_value",
-        "p_value_holm",
-        "verdict",
+        *COMPARISON_COLUMNS,
         "reference_generalization_gap",
         "candidate_generalization_gap",
     ]
     assert sorted(table["train_size"]) == [0, 0, 300, 300]
-    assert set(table["verdict"]) <= {"better", "worse", "no detectable difference"}
+    assert set(table["verdict"]) <= VERDICTS
     assert parent.data.tags["mlflow.note.content"] == text
-    assert "Holm-corrected over the 2 tests of each metric" in text
+    assert "split over the 2 tests of the grid" in text
     assert "**dropout** (0.5,0.25,0) against **baseline** (0,0,0)" in text
     html = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report.html")
     assert "<table" in html and "data:image/png;base64," in html
@@ -228,3 +256,41 @@ def test_a_rerun_reuses_every_finished_run_and_trains_only_what_is_missing(
     assert capsys.readouterr().out.count("reusing finished run") == 7
     assert len(runs_of(client, TINY.name)) == len(runs) + 1
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_seeds_auto_stops_each_epochs_cell_at_its_own_verdict(client):
+    """Cells that share training (epochs 1 and 4) stop one by one: a cell decided early keeps
+    the verdict and the seeds of its stopping look while its sibling trains on."""
+    config = StudyConfig.from_strings(
+        {
+            "dataset": "digits",
+            "grid": "epochs=1,4",
+            "seeds": "auto",
+            "max_seeds": "6",
+            "replicas": "2",
+            "hidden_units": "16,8",
+            "configs": "a=0,0;b=0.9,0.9",
+            "study_name": "auto grid",
+        }
+    )
+    text = grid_study(config)
+    runs = runs_of(client, config.name)
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    [group] = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert group.info.run_name == "epochs<=4"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == group.info.run_id]
+    assert {r.data.params["epochs"] for r in children} == {"4"}  # trained once, to 4 epochs
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert artifacts == MAP_ARTIFACTS
+    load = mlflow.artifacts.download_artifacts
+    table = pd.read_csv(load(f"runs:/{parent.info.run_id}/regime_map.csv"))
+    accuracy = table[table["metric"] == "test_accuracy"].set_index("epochs")
+    assert set(table["verdict"]) <= VERDICTS
+    decided = accuracy[accuracy["verdict"].isin(["better", "worse", "equivalent"])]
+    assert len(decided) >= 1 and (decided["seeds"] < 6).all()
+    assert len(children) == 2 * accuracy["seeds"].max()  # batches of 2 seeds until decided
+    assert "looking every 2 seeds up to 6" in text
+    effect = pd.read_csv(load(f"runs:/{parent.info.run_id}/effect_by_epoch.csv"))
+    assert list(effect["epoch"]) == [1, 2, 4] and set(effect["group"]) == {"b - a"}
+    group_artifacts = {a.path for a in client.list_artifacts(group.info.run_id)}
+    assert {"epochs=1", "epochs=4"} <= group_artifacts  # each cell's own study report

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pipeline.analysis.significance import holm_adjusted, mcnemar_exact, paired_accuracy_difference
+from pipeline.analysis.significance import mcnemar_exact, paired_accuracy_difference
 
 pytestmark = pytest.mark.fast  # make test-fast
 
@@ -49,13 +49,3 @@ def test_paired_bootstrap_interval_of_the_accuracy_difference():
     half_width = 1.96 * (candidate.astype(float) - reference).std() / np.sqrt(10_000)
     assert result["accuracy_difference_ci95_low"] == pytest.approx(0.04 - half_width, abs=1e-3)
     assert result["accuracy_difference_ci95_high"] == pytest.approx(0.04 + half_width, abs=1e-3)
-
-
-def test_holm_adjusted_p_values_on_known_answers():
-    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> kept monotone
-    adjusted = holm_adjusted([0.01, 0.04, 0.03, 0.005])
-    np.testing.assert_allclose(adjusted, [0.03, 0.06, 0.06, 0.02])
-    np.testing.assert_allclose(holm_adjusted([0.3]), [0.3])  # one test: unchanged
-    np.testing.assert_allclose(holm_adjusted([0.6, 0.7]), [1.0, 1.0])  # capped at 1
-    np.testing.assert_allclose(holm_adjusted([0.02, 0.02]), [0.04, 0.04])  # ties
-    assert holm_adjusted([]).shape == (0,)

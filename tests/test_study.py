@@ -1,17 +1,38 @@
 """The study entry point: paired statistics on known answers, a tiny real study on digits."""
 
+import dataclasses
+
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
-from pipeline.analysis.paired import SUMMARY_METRICS, SeedResult, comparison_table, summary_table
-from pipeline.analysis.significance import mean_confidence_interval, paired_comparison
+from pipeline.analysis.effect import (
+    checkpoint_epochs,
+    crossing_epoch,
+    crossing_words,
+    effect_tables,
+)
+from pipeline.analysis.paired import (
+    COMPARISON_COLUMNS,
+    SUMMARY_METRICS,
+    SeedResult,
+    comparison_table,
+    seed_differences,
+    summary_table,
+)
+from pipeline.analysis.sequential import SequentialDesign
+from pipeline.analysis.significance import mean_confidence_interval
 from pipeline.config.entry_points import StudyConfig, TrainConfig
 from pipeline.experiments.study import study
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")
+VERDICTS = ("better", "worse", "equivalent", "undecided")
 REPORTS = {
+    "effect_by_epoch.csv",
+    "effect_by_epoch.png",
+    "effect_crossings.csv",
     "report.md",
     "report.html",
     "summary.csv",
@@ -21,32 +42,74 @@ REPORTS = {
 }
 
 
-def test_paired_comparison_matches_scipy():
-    reference = np.array([0.861, 0.855, 0.870, 0.858, 0.852])
-    candidate = np.array([0.866, 0.861, 0.871, 0.869, 0.858])
-    result = paired_comparison(reference, candidate, alpha=0.05)
-    differences = candidate - reference
-    assert result["mean_difference"] == pytest.approx(differences.mean())
-    assert result["t_test_p_value"] == pytest.approx(stats.ttest_rel(candidate, reference).pvalue)
-    assert result["wilcoxon_p_value"] == pytest.approx(stats.wilcoxon(differences).pvalue)
-    assert result["wilcoxon_p_value"] == pytest.approx(2 / 2**5)  # all 5 differences positive
-    assert result["cohens_dz"] == pytest.approx(differences.mean() / differences.std(ddof=1))
-    low, high = stats.t.interval(0.95, 4, loc=differences.mean(), scale=stats.sem(differences))
-    assert (result["t_ci95_low"], result["t_ci95_high"]) == pytest.approx((low, high))
-    assert result["bootstrap_ci95_low"] <= differences.mean() <= result["bootstrap_ci95_high"]
-    assert result["verdict"] == "better"
-    assert paired_comparison(candidate, reference)["verdict"] == "worse"
+def accuracies(name: str, values) -> list[SeedResult]:
+    return [
+        SeedResult(name, seed, dict.fromkeys(SUMMARY_METRICS, value), {})
+        for seed, value in enumerate(values)
+    ]
 
 
-def test_paired_comparison_of_noise_and_of_identical_values():
-    rng = np.random.default_rng(0)
-    reference = rng.normal(0.85, 0.01, 5)
-    noisy = paired_comparison(reference, reference + rng.normal(0, 0.01, 5))
-    assert noisy["verdict"] == "no detectable difference"
-    same = paired_comparison(reference, reference)
-    assert same["verdict"] == "no detectable difference" and same["t_test_p_value"] == 1.0
-    shifted = paired_comparison(reference, reference + 0.01)  # the same gain on every seed
-    assert shifted["verdict"] == "better" and shifted["cohens_dz"] == np.inf
+def one_comparison(base, gains, **design) -> pd.Series:
+    """The test-accuracy row of drop against base over len(base) seeds, at one look."""
+    seeds = len(base)
+    results = accuracies("base", base) + accuracies("drop", np.add(base, gains))
+    table = comparison_table(["base", "drop"], results, SequentialDesign(0.05, 0.5, seeds, seeds))
+    assert list(table.columns) == list(COMPARISON_COLUMNS)
+    return table[table["metric"] == "test_accuracy"].iloc[0]
+
+
+def test_comparison_table_columns_on_known_answers():
+    base = np.array([0.861, 0.855, 0.870, 0.858, 0.852])
+    gains = np.array([0.005, 0.006, 0.001, 0.011, 0.006])  # points: 0.5, 0.6, 0.1, 1.1, 0.6
+    row = one_comparison(base, gains)
+    d = 100 * gains
+    assert (row.candidate, row.reference, row.seeds, row.margin) == ("drop", "base", 5, 0.5)
+    assert row.mean_difference == pytest.approx(d.mean())
+    low, high = stats.t.interval(0.95, 4, loc=d.mean(), scale=stats.sem(d))
+    assert (row.ci95_low, row.ci95_high) == pytest.approx((low, high))
+    low, high = stats.t.interval(0.90, 4, loc=d.mean(), scale=stats.sem(d))
+    assert (row.equivalence_low, row.equivalence_high) == pytest.approx((low, high))
+    assert row.p_value == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
+    tost = max(
+        stats.ttest_1samp(d, -0.5, alternative="greater").pvalue,
+        stats.ttest_1samp(d, 0.5, alternative="less").pvalue,
+    )
+    assert row.p_equivalence == pytest.approx(tost)
+    assert row.probability_of_improvement == 1.0  # drop wins on every seed
+    assert row.improvement_high == 1.0 and 0.4 < row.improvement_low < 0.7  # Wilson, n = 5
+    assert row.verdict == "better" and row.seeds_for_power >= 2
+    assert one_comparison(base + gains, -gains).verdict == "worse"
+
+
+def test_equivalent_undecided_and_the_seed_differences_in_points():
+    base = np.linspace(0.80, 0.90, 20)
+    tiny = np.resize([0.0005, -0.0005, 0.001, -0.001], 20)  # +-0.05 to 0.1 points
+    row = one_comparison(base, tiny)
+    assert row.verdict == "equivalent" and row.probability_of_improvement == 0.5
+    assert -0.5 < row.equivalence_low < row.equivalence_high < 0.5
+    noisy = one_comparison(base[:3], [0.02, -0.03, 0.01])
+    assert noisy.verdict == "undecided" and noisy.seeds_for_power > 3
+    gains = np.array([0.02, -0.03, 0.01])
+    results = accuracies("base", base[:3]) + accuracies("drop", base[:3] + gains)
+    differences = seed_differences(["base", "drop"], results, "test_accuracy")
+    assert list(differences) == [("drop", "base", "test_accuracy")]
+    np.testing.assert_allclose(differences["drop", "base", "test_accuracy"], [2.0, -3.0, 1.0])
+
+
+def test_checkpoints_and_the_crossing_on_known_answers():
+    assert checkpoint_epochs(100) == (1, 2, 5, 10, 20, 50, 100)
+    assert checkpoint_epochs(4, levels=(3,)) == (1, 2, 3, 4)
+    assert checkpoint_epochs(3, every=True) == (1, 2, 3)
+    epochs = np.array([1, 10, 100])
+    assert crossing_epoch(epochs, np.array([1.0, -1.0, -2.0])) == pytest.approx(np.sqrt(10))
+    assert crossing_epoch(epochs, np.array([-3.0, 1.0, 2.0])) == pytest.approx(10**0.75)
+    assert np.isnan(crossing_epoch(epochs, np.array([1.0, 2.0, 0.5])))
+    seeds = np.array([[2.0, -1.0, -2.0], [1.0, -2.0, -3.0], [1.5, -1.5, -2.5], [1.2, -0.8, -2.2]])
+    table, crossings = effect_tables({"drop - base": (epochs, seeds)})
+    assert list(table["mean_difference"]) == pytest.approx(seeds.mean(axis=0))
+    [row] = crossings.itertuples()
+    assert row.crossing_low <= row.crossing_epoch <= row.crossing_high < 10
+    assert "crosses zero near epoch" in crossing_words(table, crossings)
 
 
 def test_mean_confidence_interval_is_the_t_interval():
@@ -73,10 +136,10 @@ def test_tables_take_named_train_configs_and_pair_by_seed():
     assert list(summary["config"]) == ["base", "drop"]
     assert list(summary["dropout_rates"]) == ["0,0,0", "0.5,0.25,0"]
     assert summary["test_accuracy_mean"][0] == pytest.approx(0.85)
-    comparisons = comparison_table(list(configs), results, alpha=0.05, seed=0)
+    comparisons = comparison_table(list(configs), results, SequentialDesign(0.05, 0.5, 3, 3))
     [row] = comparisons[comparisons["metric"] == "test_accuracy"].itertuples()
-    assert (row.candidate, row.reference, row.n_pairs) == ("drop", "base", 3)
-    assert row.mean_difference == pytest.approx(0.015) and row.verdict == "better"
+    assert (row.candidate, row.reference, row.seeds) == ("drop", "base", 3)
+    assert row.mean_difference == pytest.approx(1.5) and row.verdict == "better"
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +178,24 @@ def test_parent_logs_tables_report_and_verdict(tiny_study, client):
     assert summary.splitlines()[0].startswith("config,dropout_rates,mean_rate,test_accuracy_mean")
     assert "Does **drop** (0.5,0.25,0) beat **base** (0,0,0)?" in text
     assert "Verdict: **" in text and "Tied top scores" in text
+    assert "The effect along training" in text
+    assert any(f"Verdict: **{word}**" in text for word in VERDICTS)
+    effect = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/effect_by_epoch.csv")
+    )
+    assert list(effect.columns) == [
+        "group",
+        "epoch",
+        "mean_difference",
+        "ci95_low",
+        "ci95_high",
+        "seeds",
+    ]
+    assert list(effect["epoch"]) == [1, 2] and set(effect["group"]) == {"drop - base"}
+    crossings = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/effect_crossings.csv")
+    )
+    assert list(crossings.columns) == ["group", "crossing_epoch", "crossing_low", "crossing_high"]
     assert parent.data.tags["mlflow.note.content"] == text
     html = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report.html")
     assert "<table" in html and "data:image/png;base64," in html
@@ -147,3 +228,27 @@ def test_a_rate_sweep_gets_a_dose_response_plot(client):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "dose_response.png" in artifacts
     assert "r4_vs_r0_test_accuracy_difference" in parent.data.metrics
+
+
+def test_a_run_s_checkpoint_is_what_a_shorter_run_gives(tiny_study, client):
+    """The prefix property, through the study: the epoch-2 checkpoint of a 4-epoch study's run
+    is the test accuracy of the 2-epoch study's run of the same config and seed (up to float32
+    rounding)."""
+    _, _, short = tiny_study
+    longer = dataclasses.replace(TINY, epochs=4, study_name="tiny, 4 epochs")
+    study(longer)
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    runs = client.search_runs([experiment.experiment_id], f"tags.study = '{longer.name}'")
+    checkpoint = {
+        (run.data.tags["study_config"], run.data.tags["study_seed"]): {
+            m.step: m.value for m in client.get_metric_history(run.info.run_id, "test_accuracy")
+        }
+        for run in runs
+        if "study_seed" in run.data.tags
+    }
+    for run in short:
+        key = (run.data.tags["study_config"], run.data.tags["study_seed"])
+        assert sorted(checkpoint[key]) == [1, 2, 4]
+        # the same count of correct test images: Keras reports the checkpoint in float32
+        # (0.7666666507720947 for 0.7666666666666667, measured), far below one image in 360
+        assert checkpoint[key][2] == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)

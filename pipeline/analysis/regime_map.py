@@ -1,7 +1,8 @@
 """Where does dropout help? A grid study's regime map: every candidate config against the
-reference in every cell, paired by seed, with verdicts corrected for the many tests (Holm); a
-heatmap of the differences; and the answer in plain words, set against how much the reference
-overfits. From the cells' seed results: no training, no tracking.
+reference in every cell, paired by seed, with verdicts (better, worse, equivalent, undecided)
+whose level is split over the many tests (Bonferroni, see analysis.sequential); a heatmap of
+the differences; and the answer in plain words, set against how much the reference overfits.
+From the cells' seed results: no training, no tracking.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import pandas as pd
 from scipy import stats
 
 from pipeline.analysis import report_page as page
-from pipeline.analysis import significance
-from pipeline.analysis.paired import SeedResult, comparison_table
+from pipeline.analysis.paired import SeedResult, comparison_table, seeds_words
+from pipeline.analysis.sequential import SequentialDesign
 from pipeline.config.entry_points import GRID, StudyConfig, format_param
 from pipeline.config.factors import Factors, level_text
 
@@ -24,7 +25,8 @@ MAP_METRIC = "test_accuracy"
 VERDICT_WORDS = {
     "better": "helps",
     "worse": "hurts",
-    "no detectable difference": "makes no detectable difference",
+    "equivalent": "is equivalent (within the margin)",
+    "undecided": "is undecided",
 }
 GAP = "final_generalization_gap"
 
@@ -41,47 +43,35 @@ def regime_table(
     factors: Factors,
     cell_results: Sequence[tuple[dict, list[SeedResult]]],
     names: Sequence[str],
-    alpha: float,
-    seed: int,
+    design: SequentialDesign,
 ) -> pd.DataFrame:
-    """One row per cell x candidate x compared metric: the candidate's paired difference to the
-    reference (the first of `names`) with its 95% t-interval and t-test p-value, the p-value
-    Holm-adjusted over all the table's tests of that metric, the verdict at `alpha` from it,
-    and both configs' mean final generalization gap (val_loss - loss at the last epoch)."""
+    """One row per cell x candidate x compared metric: the grid's levels, the candidate's
+    comparison with the reference (the first of `names`; paired.COMPARISON_COLUMNS, in points,
+    judged by `design`, whose family is the grid's cells x candidates), and both configs' mean
+    final generalization gap (val_loss - loss at the cell's last epoch)."""
     rows = []
     for cell, results in cell_results:
-        comparisons = comparison_table(names, results, alpha, seed)
+        comparisons = comparison_table(names, results, design)
         gaps = {
             name: float(np.mean([r.metrics[GAP] for r in results if r.config == name]))
             for name in names
         }
-        for row in comparisons[comparisons["reference"] == names[0]].itertuples():
+        for row in comparisons[comparisons["reference"] == names[0]].to_dict("records"):
             rows.append(
                 {
                     **{name: level_text(cell[name]) for name, _ in factors},
-                    "candidate": row.candidate,
-                    "reference": row.reference,
-                    "metric": row.metric,
-                    "mean_difference": row.mean_difference,
-                    "ci95_low": row.t_ci95_low,
-                    "ci95_high": row.t_ci95_high,
-                    "p_value": row.t_test_p_value,
-                    "reference_generalization_gap": gaps[row.reference],
-                    "candidate_generalization_gap": gaps[row.candidate],
+                    **row,
+                    "reference_generalization_gap": gaps[row["reference"]],
+                    "candidate_generalization_gap": gaps[row["candidate"]],
                 }
             )
-    table = pd.DataFrame(rows)
-    holm = table.groupby("metric")["p_value"].transform(significance.holm_adjusted)
-    table.insert(table.columns.get_loc("p_value") + 1, "p_value_holm", holm)
-    direction = np.where(table["mean_difference"] > 0, "better", "worse")
-    verdict = np.where(table["p_value_holm"] < alpha, direction, "no detectable difference")
-    table.insert(table.columns.get_loc("p_value_holm") + 1, "verdict", verdict)
-    return table
+    return pd.DataFrame(rows)
 
 
 def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figure:
     """A heatmap per candidate (and per level of each factor beyond the first two) of the mean
-    test-accuracy difference in points, each cell annotated with its interval and verdict."""
+    test-accuracy difference in points, each cell annotated with its interval, verdict and
+    seeds."""
     rows = table[table["metric"] == MAP_METRIC]
     levels = {name: [level_text(value) for value in values] for name, values in factors}
     names = list(levels)
@@ -92,7 +82,7 @@ def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figu
         for candidate in rows["candidate"].unique()
         for combination in itertools.product(*(levels[name] for name in extra))
     ]
-    limit = max(200 * rows["mean_difference"].abs().max(), 1.0)  # light colors: legible text
+    limit = max(2 * rows["mean_difference"].abs().max(), 1.0)  # light colors: legible text
     figure, axes = plt.subplots(
         1,
         len(panels),
@@ -106,12 +96,12 @@ def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figu
             if any(row[name] != level for name, level in fixed.items()):
                 continue
             i, j = y_levels.index(row[y_name]) if y_name else 0, x_levels.index(row[x_name])
-            values[i, j] = 100 * row["mean_difference"]
+            values[i, j] = row["mean_difference"]
             axis.text(
                 j,
                 i,
-                f"{values[i, j]:+.1f}\n[{100 * row['ci95_low']:+.1f}, "
-                f"{100 * row['ci95_high']:+.1f}]\n{row['verdict']}",
+                f"{values[i, j]:+.1f}\n[{row['ci95_low']:+.1f}, {row['ci95_high']:+.1f}]\n"
+                f"{row['verdict']} ({row['seeds']})",
                 ha="center",
                 va="center",
                 fontsize="small",
@@ -135,7 +125,7 @@ def _overfitting(rows: pd.DataFrame, factors: Factors, alpha: float) -> str:
     ordered = rows.sort_values("reference_generalization_gap")
     steps = "; ".join(
         f"{cell_words(row, factors)} (gap {row['reference_generalization_gap']:.3f}): "
-        f"{100 * row['mean_difference']:+.1f} points, {row['verdict']}"
+        f"{row['mean_difference']:+.1f} points, {row['verdict']}"
         for row in ordered.to_dict("records")
     )
     text = (
@@ -158,9 +148,12 @@ def _overfitting(rows: pd.DataFrame, factors: Factors, alpha: float) -> str:
     )
 
 
-def map_findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list[str]:
-    """The map in plain words: what was run, the correction, then per candidate where it helps,
-    hurts or makes no detectable difference, and how that follows the reference's overfitting."""
+def map_findings(
+    config: StudyConfig, factors: Factors, table: pd.DataFrame, design: SequentialDesign
+) -> list[str]:
+    """The map in plain words: what was run, how verdicts are reached, then per candidate where
+    it helps, hurts, is equivalent or undecided, and how that follows the reference's
+    overfitting."""
     rates = {name: format_param(values) for name, values in config.named_configs}
     names = [name for name, _ in factors]
     fixed = ", ".join(
@@ -169,16 +162,12 @@ def map_findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> 
         if name not in names and (name != "max_norm" or config.max_norm)
     )
     accuracy = table[table["metric"] == MAP_METRIC]
-    cells = len(accuracy) // accuracy["candidate"].nunique()
-    tests = len(accuracy)
+    grid = ";".join(f"{name}={','.join(map(level_text, levels))}" for name, levels in factors)
     paragraphs = [
         f"**Grid study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {fixed}; "
-        f"grid `{config.grid}` ({cells} cells); {config.seeds} paired seeds per cell "
-        f"({config.seed}…{config.seed + config.seeds - 1}).",
-        f"Verdicts: each cell's paired t-test, Holm-corrected over the {tests} tests of each "
-        f"metric (cells x candidates), at family-wise alpha {config.alpha}. Intervals are each "
-        "cell's own 95% t-interval of the paired difference, uncorrected (a cell's nested run "
-        "holds its own report, with uncorrected verdicts). Differences in test-accuracy points.",
+        f"grid `{grid}` ({len(accuracy) // accuracy['candidate'].nunique()} cells); "
+        f"{seeds_words(config)}.",
+        verdict_rule_words(config, design),
     ]
     for candidate, rows in accuracy.groupby("candidate", sort=False):
         reference = rows["reference"].iloc[0]
@@ -187,8 +176,8 @@ def map_findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> 
             matching = rows[rows["verdict"] == verdict].to_dict("records")
             if matching:
                 where = "; ".join(
-                    f"{cell_words(row, factors)}: {100 * row['mean_difference']:+.1f} "
-                    f"[{100 * row['ci95_low']:+.1f}, {100 * row['ci95_high']:+.1f}]"
+                    f"{cell_words(row, factors)}: {row['mean_difference']:+.1f} "
+                    f"[{row['ci95_low']:+.1f}, {row['ci95_high']:+.1f}], {row['seeds']} seeds"
                     for row in matching
                 )
                 parts.append(f"{words} in {len(matching)} of {len(rows)} cells ({where})")
@@ -201,7 +190,8 @@ def map_findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> 
 
 
 def regime_display(table: pd.DataFrame) -> pd.DataFrame:
-    """The regime table's rows as text under readable headers, differences in points."""
+    """The regime table's rows as text under readable headers (differences in points, intervals
+    at the level of each verdict's look)."""
     factors = table.columns[: table.columns.get_loc("candidate")]
     columns = (
         *(
@@ -209,19 +199,33 @@ def regime_display(table: pd.DataFrame) -> pd.DataFrame:
             for name in factors
         ),
         ("Comparison", ("candidate", "reference"), lambda candidate, ref: f"{candidate} vs {ref}"),
-        ("Difference (points)", ("mean_difference",), lambda value: page.signed(100 * value)),
-        (
-            "95% CI",
-            ("ci95_low", "ci95_high"),
-            lambda low, high: page.interval(100 * low, 100 * high),
-        ),
+        ("Difference (points)", ("mean_difference",), page.signed),
+        ("CI", ("ci95_low", "ci95_high"), page.interval),
+        ("P(improvement)", ("probability_of_improvement",), page.percent),
+        ("Seeds", ("seeds",), page.count),
         ("p-value", ("p_value",), page.p_value),
-        ("p (Holm)", ("p_value_holm",), page.p_value),
         page.VERDICT_COLUMN,
         ("Reference gap", ("reference_generalization_gap",), lambda gap: page.fixed(gap, 3)),
         ("Candidate gap", ("candidate_generalization_gap",), lambda gap: page.fixed(gap, 3)),
     )
     return page.display_frame(table, columns)
+
+
+def verdict_rule_words(config: StudyConfig, design: SequentialDesign) -> str:
+    """How the map's verdicts are reached, in words."""
+    looks = (
+        f"looking every {design.batch} seeds up to {design.max_seeds} with O'Brien-Fleming "
+        "alpha spending (a cell stops at its first verdict and keeps it)"
+        if config.adaptive
+        else "at one look"
+    )
+    return (
+        f"Verdicts: each cell's paired t-test (better, worse) and TOST within ±{config.margin:g} "
+        f"points (equivalent), else undecided, at family-wise alpha {config.alpha} split over "
+        f"the {design.family_size} tests of the grid (cells x candidates, Bonferroni: "
+        f"{design.cell_alpha:.3g} each), {looks}. Differences in test-accuracy points; intervals "
+        "at the level of the look each verdict rests on, so they are wider than 95%."
+    )
 
 
 def map_report_markdown(text: str, table: pd.DataFrame) -> str:

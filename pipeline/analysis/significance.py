@@ -1,4 +1,6 @@
-"""Statistics on arrays of metrics (scipy where it has the test): CIs, paired tests."""
+"""Statistics on arrays of metrics (scipy where it has the test): CIs, bootstrap intervals and
+the per-example tests of two models on the same examples (paired verdicts over seeds:
+`equivalence`, `sequential`)."""
 
 from __future__ import annotations
 
@@ -34,51 +36,6 @@ def bootstrap_mean_interval(
         rng=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def paired_comparison(reference, candidate, alpha: float = 0.05, seed: int = 0) -> dict:
-    """Candidate minus reference over paired values (same seeds): mean difference with t and
-    bootstrap 95% intervals, paired t-test and Wilcoxon signed-rank p-values, Cohen's d_z
-    (mean difference / its standard deviation), and a verdict from the t-test at `alpha`."""
-    differences = np.asarray(candidate, dtype=float) - np.asarray(reference, dtype=float)
-    mean, t_low, t_high = mean_confidence_interval(differences)
-    spread = differences.std(ddof=1)
-    if spread == 0:  # identical differences: the tests are undefined, the answer is not
-        t_p_value = wilcoxon_p_value = 1.0 if mean == 0 else 0.0
-        cohens_dz = 0.0 if mean == 0 else float(np.sign(mean) * np.inf)
-    else:
-        t_p_value = float(stats.ttest_rel(candidate, reference).pvalue)
-        wilcoxon_p_value = float(stats.wilcoxon(differences).pvalue) if np.any(differences) else 1.0
-        cohens_dz = float(mean / spread)
-    if t_p_value < alpha:
-        verdict = "better" if mean > 0 else "worse"
-    else:
-        verdict = "no detectable difference"
-    bootstrap_low, bootstrap_high = bootstrap_mean_interval(differences, seed=seed)
-    return {
-        "n_pairs": len(differences),
-        "mean_difference": mean,
-        "t_ci95_low": t_low,
-        "t_ci95_high": t_high,
-        "bootstrap_ci95_low": bootstrap_low,
-        "bootstrap_ci95_high": bootstrap_high,
-        "t_test_p_value": t_p_value,
-        "wilcoxon_p_value": wilcoxon_p_value,
-        "cohens_dz": cohens_dz,
-        "verdict": verdict,
-    }
-
-
-def holm_adjusted(p_values) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values of a family of tests: the k-th smallest p times the
-    m - k + 1 tests not yet rejected, never below an earlier one's, capped at 1. A test is
-    rejected at family-wise error rate alpha when its adjusted p-value is below alpha."""
-    p_values = np.asarray(p_values, dtype=float)
-    order = np.argsort(p_values, kind="stable")
-    scaled = (len(p_values) - np.arange(len(p_values))) * p_values[order]
-    adjusted = np.empty_like(p_values)
-    adjusted[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
-    return adjusted
 
 
 def mcnemar_exact(correct_candidate, correct_reference) -> dict:

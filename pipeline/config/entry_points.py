@@ -42,6 +42,7 @@ from pipeline.config.validation import (
     Boolean,
     Config,
     Interval,
+    IntOrWord,
     ListOf,
     NamedLists,
     Options,
@@ -57,6 +58,8 @@ from pipeline.config.validation import (
 __all__ = ["ParameterError", "format_param"]  # re-exported: the package's usual import
 
 PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+AUTO = "auto"  # seeds=auto: seeds in batches until a sequential verdict
+SEEDS = IntOrWord(Interval(int, 2, None, closed="left"), AUTO)
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,24 @@ class StudyConfig(ModelDataConfig):
             lambda c: bool(c.grid) or not c.storage,
             {"storage": "journal:study.journal"},
         ),
+        Rule(
+            "replicas",
+            "an int of at least 2 when seeds is auto (the seeds of a batch between verdicts)",
+            lambda c: c.seeds != AUTO or c.replicas >= 2,
+            {"seeds": AUTO, "replicas": "1"},
+        ),
+        Rule(
+            "max_seeds",
+            "an int of at least replicas when seeds is auto (one batch of seeds)",
+            lambda c: c.seeds != AUTO or c.max_seeds >= c.replicas,
+            {"seeds": AUTO, "replicas": "10", "max_seeds": "5"},
+        ),
+        Rule(
+            "refine",
+            "false without a grid",
+            lambda c: bool(c.grid) or not c.refine,
+            {"refine": "true"},
+        ),
     )
 
     configs: str = Param(
@@ -282,13 +303,34 @@ class StudyConfig(ModelDataConfig):
         "the configs to compare; the first is the reference",
         roles=("design",),
     ).field(parse=named_lists)
-    seeds: int = Param(
+    seeds: int | str = Param(
         5,
+        SEEDS,
+        "paired seeds per config (seed, seed+1, …); auto: batches of `replicas` seeds until "
+        "each cell's sequential verdict, at most max_seeds",
+        roles=("design",),
+    ).field(parse=SEEDS.parse)
+    max_seeds: int = Param(
+        50,
         Interval(int, 2, None, closed="left"),
-        "paired seeds per config (seed, seed+1, …)",
+        "seeds=auto: the most seeds per config of a cell, where it ends undecided",
         roles=("design",),
     ).field()
     alpha: float = ALPHA.field()
+    margin: float = Param(
+        0.5,
+        Interval(float, 0, None, closed="neither"),
+        "equivalence margin in test-accuracy points: a difference shown to lie within ±margin "
+        "is `equivalent`",
+        roles=("design",),
+    ).field()
+    refine: bool = Param(
+        False,
+        Boolean(),
+        "grid only: between neighbouring train_size or epochs levels with opposite verdicts "
+        "(better, worse), add their geometric mean until they are within a factor of 2",
+        roles=("design",),
+    ).field()
     study_name: str = STUDY_NAME.field(
         help="parent run name; empty: <dataset>-<recipe>-<names>, with -grid for a grid"
     )
@@ -307,6 +349,16 @@ class StudyConfig(ModelDataConfig):
     @property
     def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:
         return parse_named_lists(self.configs)
+
+    @property
+    def adaptive(self) -> bool:
+        """Seeds come in batches until each cell's sequential verdict (seeds=auto)."""
+        return self.seeds == AUTO
+
+    @property
+    def most_seeds(self) -> int:
+        """The seeds per config a cell may train: max_seeds with seeds=auto, else seeds."""
+        return self.max_seeds if self.adaptive else self.seeds
 
     def levels(self, factor: str) -> list:
         """The grid's levels of one factor (none when it is not a factor)."""

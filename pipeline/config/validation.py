@@ -115,6 +115,26 @@ class Interval(Constraint):
         return values
 
 
+class IntOrWord(Constraint):
+    """An int satisfying `interval`, or the one `word` (e.g. seeds: 2 or more, or auto)."""
+
+    def __init__(self, interval: Interval, word: str):
+        self.interval, self.word = interval, word
+
+    def parse(self, text: str) -> int | str:
+        """The word as itself, anything else as an int (ValueError when it is not one)."""
+        return text if text == self.word else int(text)
+
+    def is_satisfied_by(self, value) -> bool:
+        return value == self.word or self.interval.is_satisfied_by(value)
+
+    def __str__(self) -> str:
+        return f"{self.interval} or {self.word!r}"
+
+    def invalid_values(self) -> list[str]:
+        return [*self.interval.invalid_values(), self.word.upper()]
+
+
 class Options(Constraint):
     def __init__(self, options: Sequence[str]):
         self.options = tuple(options)

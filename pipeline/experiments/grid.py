@@ -1,12 +1,18 @@
 """Where does dropout help? The study run in every cell of a grid over train params.
 
 A cell is one combination of the grid's levels (`train_size=1000;epochs=100`); in it the
-study's configs train on the study's seeds, paired by seed, as child runs of a nested parent run
-per cell (the study code: its runner, tables and report), under one top parent run that gets the
-regime map (`pipeline.analysis.regime_map`). Each cell is a trial of an Optuna study whose
-GridSampler walks the cells, in the `storage` param's storage (like tune's): several workers
-with the same params share the cells, and the last one to end logs the map. Running the same
-params again reuses the parent, the cells' runs and every FINISHED child.
+study's configs train on the study's seeds, paired by seed. Cells that differ only in `epochs`
+share their runs: a training group trains them once, to the largest epochs level, scoring the
+test set at every level's epoch (a run's first k epochs are what a k-epoch run computes), as
+child runs of one nested parent per group that holds each of its cells' study report. The top
+parent run gets the regime map (`pipeline.analysis.regime_map`) and the effect along training.
+With seeds=auto each group trains batches of seeds until each of its cells is decided (a
+decided cell keeps the verdict of its stopping look while its siblings go on). Each group is a
+trial of an Optuna study whose GridSampler walks the groups, in the `storage` param's storage
+(like tune's): several workers with the same params share the groups, and the last one to end
+logs the map. With `refine` that worker then adds levels where a verdict flips
+(`pipeline.analysis.refine`). Running the same params again reuses the parent, the groups'
+runs and every FINISHED child.
 """
 
 from __future__ import annotations
@@ -18,12 +24,21 @@ import optuna
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.analysis import regime_map
+from pipeline.analysis import effect, refine, regime_map
+from pipeline.analysis.difference_figures import effect_by_epoch_figure
+from pipeline.analysis.paired import at_epoch, study_design
+from pipeline.analysis.sequential import SequentialDesign
 from pipeline.config.entry_points import GRID, StudyConfig
-from pipeline.config.factors import cell_label, cells, level_text
-from pipeline.data.datasets import load_dataset, seed_datasets
+from pipeline.config.factors import Factors, cell_label, cells, level_text
+from pipeline.data.datasets import load_dataset
 from pipeline.engines.memory import check_fits
-from pipeline.experiments.study import SeedResult, log_results, run_configs, study_key
+from pipeline.experiments.study import (
+    SeedResult,
+    log_effect,
+    log_results,
+    study_key,
+    train_until_decided,
+)
 from pipeline.experiments.train import TrainingDiverged
 from pipeline.experiments.workers import (
     PARENT_RUN_ATTR,
@@ -35,11 +50,38 @@ from pipeline.experiments.workers import (
     wait_for_parent_run,
 )
 
+GROUP_PARAM = "group"  # the Optuna param whose levels are the training groups
+# a group's runs and its cells' results at each epochs level
+GroupResults = tuple[list[SeedResult], list[tuple[dict, list[SeedResult]]]]
+
 
 def cell_config(config: StudyConfig, cell: dict) -> StudyConfig:
     """The plain study of one cell: the grid's params with the cell's levels."""
     name = f"{config.name} [{cell_label(cell)}]"
-    return dataclasses.replace(config, grid="", storage="", study_name=name, **cell)
+    return dataclasses.replace(config, grid="", storage="", refine=False, study_name=name, **cell)
+
+
+def epochs_levels(config: StudyConfig, factors: Factors) -> list[int]:
+    """The epochs levels of the grid, ascending; the epochs param when it is no factor."""
+    return sorted(dict(factors).get("epochs", [config.epochs]))
+
+
+def training_groups(config: StudyConfig, factors: Factors) -> dict[str, dict]:
+    """The grid's training groups by label: the levels of every factor but epochs, whose cells
+    share runs trained to the largest epochs level (labelled `train_size=1000;epochs<=100`, or
+    like its one cell when epochs is no factor)."""
+    others = [(name, levels) for name, levels in factors if name != "epochs"]
+    longest = f"epochs<={epochs_levels(config, factors)[-1]}" if "epochs" in dict(factors) else ""
+    return {";".join(filter(None, [cell_label(group), longest])): group for group in cells(others)}
+
+
+def group_cells(config: StudyConfig, factors: Factors, group: dict) -> list[dict]:
+    """The cells a training group serves, one per epochs level, in the grid's factor order."""
+    return [
+        {name: epochs if name == "epochs" else group[name] for name, _ in factors}
+        for epochs in epochs_levels(config, factors)
+        if "epochs" in dict(factors) or epochs == config.epochs
+    ]
 
 
 def check_data(config: StudyConfig, grid_cells: list[dict]):
@@ -50,42 +92,61 @@ def check_data(config: StudyConfig, grid_cells: list[dict]):
         study = cell_config(config, cell)
         splits.setdefault((study.validation_split, study.train_size), study)
     for study in splits.values():
-        runs = len(config.named_configs) * config.seeds
+        runs = len(config.named_configs) * config.most_seeds
         check_fits(config.replicas, runs, load_dataset(study), config)
 
 
-def cost(config: StudyConfig, grid_cells: list[dict]) -> str:
-    runs = len(config.named_configs) * config.seeds
-    epochs = runs * sum(cell_config(config, cell).epochs for cell in grid_cells)
+def cost(config: StudyConfig, factors: Factors) -> str:
+    """What the grid trains at most, in one line."""
+    groups = training_groups(config, factors)
+    runs = len(config.named_configs) * config.most_seeds
+    epochs = runs * len(groups) * epochs_levels(config, factors)[-1]
+    upto = "up to " if config.adaptive else ""
     return (
-        f"grid: {len(grid_cells)} cells x {len(config.named_configs)} configs x {config.seeds} "
-        f"seeds = {runs * len(grid_cells)} runs, {epochs:,} epochs"
+        f"grid: {len(cells(factors))} cells in {len(groups)} trainings x "
+        f"{len(config.named_configs)} configs x {upto}{config.most_seeds} seeds = {upto}"
+        f"{runs * len(groups)} runs, {epochs:,} epochs"
     )
 
 
-def run_cell(
-    config: StudyConfig, cell: dict, parent_run_id: str, trial_number: int | None = None
-) -> list[SeedResult]:
-    """The cell's study as a nested parent under the grid's (reopened when an earlier attempt
-    made it), its FINISHED children reused; logs the cell's own study report into it."""
-    study = cell_config(config, cell)
-    configs = {name: study.train_config(dropout_rates=rates) for name, rates in study.named_configs}
-    seeds = range(study.seed, study.seed + study.seeds)
-    datasets = seed_datasets(study, seeds)
-    tags = {"entry_point": "study", "study": config.name, "grid_cell": cell_label(cell)}
+def run_group(
+    config: StudyConfig,
+    factors: Factors,
+    label: str,
+    parent_run_id: str,
+    design: SequentialDesign,
+    trial_number: int | None = None,
+) -> GroupResults:
+    """A training group as a nested parent under the grid's (reopened when an earlier attempt
+    made it), its FINISHED children reused, trained until each of its cells is decided; logs
+    each cell's own study report into it (under `epochs=<n>/` when it serves several)."""
+    group = training_groups(config, factors)[label]
+    grid_cells = group_cells(config, factors, group)
+    levels = tuple(cell_config(config, cell).epochs for cell in grid_cells)
+    longest = cell_config(config, {**group, "epochs": levels[-1]})
+    tags = {"entry_point": "study", "study": config.name, "grid_cell": label}
     earlier = tracking.child_runs(parent_run_id, tags)
     trial = {} if trial_number is None else {"trial_number": str(trial_number)}
+    every = config.refine and "epochs" in dict(factors)  # a refined level needs no retraining
     with tracking.run(
-        cell_label(cell),
+        label,
         tracking.experiment_name(config.dataset),
         {**tags, **trial},
         parent_run_id,
         resume_run_id=earlier[0].info.run_id if earlier else None,
-    ) as cell_run_id:
-        tracking.log_params(study.to_params())
-        results = run_configs(configs, datasets, cell_run_id, tags, replicas=config.replicas)
-        log_results(study, configs, results)
-    return results
+    ) as group_run_id:
+        tracking.log_params(longest.to_params())
+        checkpoints = effect.checkpoint_epochs(levels[-1], levels, every)
+        results = train_until_decided(longest, levels, group_run_id, tags, design, checkpoints)
+        configs = {name: longest.train_config(dropout_rates=r) for name, r in config.named_configs}
+        cell_results, texts = [], []
+        for cell, epochs in zip(grid_cells, levels, strict=True):
+            served = [at_epoch(result, epochs) for result in results]
+            folder = f"epochs={epochs}" if len(levels) > 1 else ""
+            texts.append(log_results(cell_config(config, cell), configs, served, design, folder))
+            cell_results.append((cell, served))
+        tracking.set_description("\n\n".join(texts))
+    return results, cell_results
 
 
 def mean_difference(results: list[SeedResult], reference: str, candidate: str) -> float:
@@ -97,88 +158,136 @@ def mean_difference(results: list[SeedResult], reference: str, candidate: str) -
 def objective(
     trial: optuna.Trial,
     config: StudyConfig,
-    grid_cells: dict[str, dict],
-    done: dict[str, list[SeedResult]],
+    done: dict[str, GroupResults],
     parent_run_id: str,
+    design: SequentialDesign,
 ) -> float:
-    """One cell: the grid point the sampler picked, unless another trial has it. Its value is
-    the first candidate's mean test-accuracy difference to the reference."""
-    label = ";".join(
-        f"{name}={trial.suggest_categorical(name, texts)}"
-        for name, texts in search_space(config).items()
-    )
-    claim_grid_point(trial)
-    print(f"cell {label} (trial {trial.number})", flush=True)
-    done[label] = run_cell(config, grid_cells[label], parent_run_id, trial.number)
-    reference, candidate = (name for name, _ in config.named_configs[:2])
-    return mean_difference(done[label], reference, candidate)
-
-
-def search_space(config: StudyConfig) -> dict[str, list[str]]:
-    """The grid as Optuna's GridSampler takes it: each factor's levels, spelled."""
-    return {name: list(map(level_text, levels)) for name, levels in GRID.factors(config.grid)}
-
-
-def log_map(config: StudyConfig, cell_results: list[tuple[dict, list[SeedResult]]]) -> str:
-    """The regime map, its figure and report, into the active (top) run; returns the words."""
+    """One training group: the one the sampler picked, unless another trial has it. Its value
+    is the first candidate's mean test-accuracy difference to the reference at its longest
+    training."""
     factors = GRID.factors(config.grid)
+    label = trial.suggest_categorical(GROUP_PARAM, list(training_groups(config, factors)))
+    claim_grid_point(trial)
+    print(f"training group {label} (trial {trial.number})", flush=True)
+    done[label] = run_group(config, factors, label, parent_run_id, design, trial.number)
+    reference, candidate = (name for name, _ in config.named_configs[:2])
+    return mean_difference(done[label][0], reference, candidate)
+
+
+def effect_groups(
+    config: StudyConfig, factors: Factors, done: dict[str, GroupResults]
+) -> dict[str, tuple]:
+    """Each group's candidates' differences by checkpoint epoch, named `<candidate> -
+    <reference>, <levels>`, for the effect along training."""
     names = [name for name, _ in config.named_configs]
-    table = regime_map.regime_table(factors, cell_results, names, config.alpha, config.seed)
-    text = "\n\n".join(regime_map.map_findings(config, factors, table))
+    groups = {}
+    for label, group in training_groups(config, factors).items():
+        words = ", ".join(
+            f"{name} {regime_map.display(name, level_text(level))}" for name, level in group.items()
+        )
+        differences = effect.epoch_differences(names, done[label][0])
+        for (candidate, reference), curves in differences.items():
+            groups[", ".join(filter(None, [f"{candidate} - {reference}", words]))] = curves
+    return groups
+
+
+def log_map(
+    config: StudyConfig, factors: Factors, done: dict[str, GroupResults], design: SequentialDesign
+) -> str:
+    """The regime map, its figure, the effect along training and the report, into the active
+    (top) run; returns the words."""
+    names = [name for name, _ in config.named_configs]
+    cell_results = [cell for label in training_groups(config, factors) for cell in done[label][1]]
+    table = regime_map.regime_table(factors, cell_results, names, design)
+    paragraphs = regime_map.map_findings(config, factors, table, design)
+    effect_table, crossings = effect.effect_tables(
+        effect_groups(config, factors, done), config.seed
+    )
+    paragraphs.append(log_effect(effect_table, crossings, config.margin))
+    text = "\n\n".join(paragraphs)
     title = (
         f"{config.name}: test accuracy, candidate - reference (points)\n"
-        f"mean [95% CI] and Holm-corrected verdict over {config.seeds} paired seeds"
+        "mean [CI], verdict (seeds it rests on)"
     )
     figure = regime_map.regime_figure(table, factors, title)
     tracking.log_text(table.to_csv(index=False), "regime_map.csv")
     tracking.log_text(regime_map.map_report_markdown(text, table), "report.md")
-    tracking.log_text(regime_map.map_report_html(text, table, figure), "report.html")
+    effect_figure = effect_by_epoch_figure(effect_table, config.margin, crossings)
+    page = regime_map.map_report_html(text, table, figure, effect_figure)
+    tracking.log_text(page, "report.html")
     tracking.log_figure(figure, "regime_map.png")
     tracking.set_description(text)
     return text
 
 
+def refined(
+    config: StudyConfig,
+    factors: Factors,
+    done: dict[str, GroupResults],
+    parent_run_id: str,
+    design: SequentialDesign,
+) -> Factors:
+    """With `refine`: the grid's factors once no verdict flips between neighbouring levels
+    more than a factor 2 apart, each added level's groups run into `done`."""
+    names = [name for name, _ in config.named_configs]
+    while config.refine:
+        cell_results = [c for label in training_groups(config, factors) for c in done[label][1]]
+        table = regime_map.regime_table(factors, cell_results, names, design)
+        added = refine.added_levels(factors, table)
+        if not added:
+            break
+        print(f"refining the grid: adding {added}", flush=True)
+        factors = refine.with_levels(factors, added)
+        for label in training_groups(config, factors):
+            if label not in done or "epochs" in added:
+                done[label] = run_group(config, factors, label, parent_run_id, design)
+    return factors
+
+
 def grid_study(config: StudyConfig) -> str:
     """Run (or continue, or join as one more worker) the grid; returns the map in plain words,
-    or "" when other workers still run cells (the last one logs the map)."""
-    grid_cells = {cell_label(cell): cell for cell in cells(GRID.factors(config.grid))}
-    check_data(config, list(grid_cells.values()))
-    print(cost(config, list(grid_cells.values())), flush=True)
-    sampler = optuna.samplers.GridSampler(search_space(config), seed=config.seed)
+    or "" when other workers still run groups (the last one logs the map)."""
+    factors = GRID.factors(config.grid)
+    groups = training_groups(config, factors)
+    check_data(config, cells(factors))
+    print(cost(config, factors), flush=True)
+    candidates = len(config.named_configs) - 1
+    design = study_design(config, family_size=len(cells(factors)) * candidates)
+    sampler = optuna.samplers.GridSampler({GROUP_PARAM: list(groups)}, seed=config.seed)
     storage = create_storage(config.storage)
     key = study_key(config)
-    cell_trials, created = open_study(
+    group_trials, created = open_study(
         storage, f"{config.name}-{key}", sampler, optuna.pruners.NopPruner()
     )
-    fail_dead_trials(cell_trials, storage)
+    fail_dead_trials(group_trials, storage)
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": key}
     # the creator resumes the parent of the same params, if any; the others wait for its id
-    parent = tracking.find_run(experiment, tags) if created else wait_for_parent_run(cell_trials)
+    parent = tracking.find_run(experiment, tags) if created else wait_for_parent_run(group_trials)
     with tracking.run(
         config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=parent
     ) as parent_run_id:
-        cell_trials.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+        group_trials.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
         tracking.log_params(config.to_params())
-        done: dict[str, list[SeedResult]] = {}
-        complete = cell_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        remaining = len(grid_cells) - len({tuple(sorted(t.params.items())) for t in complete})
-        if remaining > 0 and not sampler.is_exhausted(cell_trials):
-            cell_trials.optimize(
-                lambda trial: objective(trial, config, grid_cells, done, parent_run_id),
+        done: dict[str, GroupResults] = {}
+        complete = group_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        remaining = len(groups) - len({tuple(sorted(t.params.items())) for t in complete})
+        if remaining > 0 and not sampler.is_exhausted(group_trials):
+            group_trials.optimize(
+                lambda trial: objective(trial, config, done, parent_run_id, design),
                 n_trials=remaining,
                 catch=(TrainingDiverged, SurplusTrial),
                 show_progress_bar=True,
             )
-        fail_dead_trials(cell_trials, storage)
-        if cell_trials.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        fail_dead_trials(group_trials, storage)
+        if group_trials.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             print("other workers still run cells: the last one to end logs the regime map")
             return ""
-        # cells done elsewhere, or left short by a failed trial: reused, or completed here
-        cell_results = [
-            (cell, done.get(label) or run_cell(config, cell, parent_run_id))
-            for label, cell in grid_cells.items()
-        ]
-        text = log_map(config, cell_results)
+        # groups done elsewhere, or left short by a failed trial: reused, or completed here
+        for label in groups:
+            if label not in done:
+                done[label] = run_group(config, factors, label, parent_run_id, design)
+        factors = refined(config, factors, done, parent_run_id, design)
+        text = log_map(config, factors, done, design)
     print(text)
     return text

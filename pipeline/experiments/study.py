@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 
-import numpy as np
 import pandas as pd
 
 from pipeline import tracking
-from pipeline.analysis import figures
+from pipeline.analysis import effect, figures
+from pipeline.analysis.difference_figures import effect_by_epoch_figure
 from pipeline.analysis.paired import (
     COMPARED_METRICS,
     CURVES,
     SUMMARY_METRICS,
     SeedResult,
+    at_epoch,
     comparison_table,
     curve_arrays,
+    open_comparisons,
+    seed_differences,
     seed_result,
     study_answer,
+    study_design,
     summary_table,
 )
 from pipeline.analysis.reports import study_report_html, study_report_markdown
+from pipeline.analysis.sequential import SequentialDesign
 from pipeline.config.entry_points import StudyConfig, TrainConfig
 from pipeline.config.validation import fields_with_role
 from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
@@ -42,8 +46,10 @@ TITLE = "Does dropout help?"
 def study_key(config: StudyConfig) -> str:
     """Identifies a study by its params: the same params find the same parent run (all but how
     it runs: the storage, which workers of one grid may reach by different URLs, or how many
-    runs train together)."""
-    execution = fields_with_role(StudyConfig, "execution")
+    runs train together, unless seeds=auto makes that the batch of seeds between looks)."""
+    execution = set(fields_with_role(StudyConfig, "execution"))
+    if config.adaptive:  # replicas seeds a batch: the looks of the sequential design
+        execution.discard("replicas")
     params = {key: value for key, value in config.to_params().items() if key not in execution}
     return hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:16]
 
@@ -53,8 +59,9 @@ def finished_result(name: str, seed: int, parent_run_id: str, tags: dict) -> See
     for run in tracking.child_runs(parent_run_id, tags):
         if run.info.status == "FINISHED":
             history = {key: tracking.metric_history(run.info.run_id, key) for key in CURVES}
+            checkpoints = tracking.metric_by_step(run.info.run_id, "test_accuracy")
             print(f"{name} seed {seed}: reusing finished run {run.info.run_id}")
-            return seed_result(name, seed, run.data.metrics, history)
+            return seed_result(name, seed, run.data.metrics, history, checkpoints)
     return None
 
 
@@ -66,11 +73,13 @@ def run_configs(
     config_tag: str = "study_config",
     seed_tag: str = "study_seed",
     replicas: int = 1,
+    checkpoints: tuple[int, ...] = (),
 ) -> list[SeedResult]:
     """Every config on every seed (the keys of `datasets`, each seed's split shared by every
     config) as a child run of the parent, tagged `tags` plus its name and seed; FINISHED ones
-    are reused, the others trained `replicas` at a time as one model (1: `train`). Children that
-    a killed process left RUNNING end FAILED first."""
+    are reused, the others trained `replicas` at a time as one model (1: `train`), scoring the
+    test set at the `checkpoints` epochs. Children that a killed process left RUNNING end
+    FAILED first."""
     tracking.end_dead_children(parent_run_id)
     results, pending = [], []
     for seed, dataset in datasets.items():
@@ -81,16 +90,53 @@ def run_configs(
                 results.append(result)
             else:
                 seeded = dataclasses.replace(config, seed=seed)
-                pending.append((name, Member(seeded, dataset, child_tags)))
+                scored = tuple(epoch for epoch in checkpoints if epoch < config.epochs)
+                pending.append((name, Member(seeded, dataset, child_tags, scored)))
     trained = train_members([member for _, member in pending], parent_run_id, replicas)
     for (name, member), run in zip(pending, trained, strict=True):
-        results.append(seed_result(name, member.config.seed, run.test_metrics, run.history))
+        scored = dict(zip(member.score_epochs, run.history.get("test_accuracy", []), strict=True))
+        scored[member.config.epochs] = run.test_metrics["test_accuracy"]  # logged at that step
+        results.append(seed_result(name, member.config.seed, run.test_metrics, run.history, scored))
+    return results
+
+
+def train_until_decided(
+    config: StudyConfig,
+    levels: tuple[int, ...],
+    parent_run_id: str,
+    tags: dict[str, str],
+    design: SequentialDesign,
+    checkpoints: tuple[int, ...],
+) -> list[SeedResult]:
+    """The study's configs trained to `config.epochs` on the seeds of the design's looks, a
+    batch at a time, until the verdict of every candidate at every epoch of `levels` (the cells
+    these runs serve) is decided or the last look is reached; returns every run's result."""
+    configs = {name: config.train_config(dropout_rates=r) for name, r in config.named_configs}
+    names, results, trained = list(configs), [], 0
+    for size in design.looks:
+        datasets = seed_datasets(config, range(config.seed + trained, config.seed + size))
+        results += run_configs(
+            configs,
+            datasets,
+            parent_run_id,
+            tags,
+            replicas=config.replicas,
+            checkpoints=checkpoints,
+        )
+        trained = size
+        cells = [[at_epoch(result, level) for result in results] for level in levels]
+        still_open = open_comparisons(names, cells, design)
+        if config.adaptive:
+            print(f"{size} seeds: {still_open} verdicts still open", flush=True)
+        if not still_open:
+            break
     return results
 
 
 def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: str = ""):
-    """Per config the mean and CI of each summary metric, per pair the paired difference and
-    p-value: metrics of the active run, named `<prefix><config>_…`."""
+    """Per config the mean and CI of each summary metric, per pair the paired difference (in
+    points), its p-values and probability of improvement: metrics of the active run, named
+    `<prefix><config>_…`."""
     for row in summary.itertuples():
         tracking.log_metrics(
             {
@@ -102,85 +148,95 @@ def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: 
     for row in comparisons.itertuples():
         key = f"{prefix}{row.candidate}_vs_{row.reference}_{row.metric}"
         tracking.log_metrics(
-            {f"{key}_difference": row.mean_difference, f"{key}_p_value": row.t_test_p_value}
+            {
+                f"{key}_difference": row.mean_difference,
+                f"{key}_p_value": row.p_value,
+                f"{key}_p_equivalence": row.p_equivalence,
+                f"{key}_probability_of_improvement": row.probability_of_improvement,
+            }
         )
 
 
-def seed_differences(names: list[str], results: list[SeedResult]) -> dict:
-    """Per compared pair (the later config against the earlier) and metric, each seed's
-    candidate - reference difference in points, keyed (candidate, reference, metric)."""
-    metrics = {(r.config, r.seed): r.metrics for r in results}
-    seeds = sorted({r.seed for r in results})
-    return {
-        (candidate, reference, metric): 100
-        * np.array([metrics[candidate, s][metric] - metrics[reference, s][metric] for s in seeds])
-        for reference, candidate in itertools.combinations(names, 2)
-        for metric in COMPARED_METRICS
-    }
-
-
-def report_comparisons(comparisons: pd.DataFrame) -> pd.DataFrame:
-    """The comparisons as the report reads them (points, seeds, the four verdict words): the
-    table as it is once it has those columns, else today's columns renamed and scaled."""
-    if "seeds" in comparisons:
-        return comparisons
-    return comparisons.assign(
-        seeds=comparisons["n_pairs"],
-        mean_difference=100 * comparisons["mean_difference"],
-        ci95_low=100 * comparisons["t_ci95_low"],
-        ci95_high=100 * comparisons["t_ci95_high"],
-        p_value=comparisons["t_test_p_value"],
-        verdict=comparisons["verdict"].replace("no detectable difference", "undecided"),
-    )
-
-
 def log_results(
-    config: StudyConfig, configs: dict[str, TrainConfig], results: list[SeedResult]
+    config: StudyConfig,
+    configs: dict[str, TrainConfig],
+    results: list[SeedResult],
+    design: SequentialDesign,
+    folder: str = "",
+    effect: tuple[pd.DataFrame, pd.DataFrame] | None = None,
 ) -> str:
+    """The study's tables, figures and report into the active run (under `folder`, with
+    metrics prefixed by it, for one of several cells a run serves; `effect`: the effect along
+    training and its crossings, shown on the page); returns the words."""
     summary = summary_table(configs, results)
-    comparisons = comparison_table(list(configs), results, config.alpha, config.seed)
-    text = study_answer(config, summary, comparisons)
+    comparisons = comparison_table(list(configs), results, design)
+    text = study_answer(config, summary, comparisons, design)
+    seeds = len({result.seed for result in results})
     curves_figure = figures.learning_curve_bands_figure(
-        curve_arrays(list(configs), results), f"{config.name}: mean ± std over {config.seeds} seeds"
+        curve_arrays(list(configs), results), f"{config.name}: mean ± std over {seeds} seeds"
     )
-    shown = report_comparisons(comparisons)
-    differences = seed_differences(list(configs), results)
-    tracking.log_text(
-        study_report_html(TITLE, text, summary, shown, differences, curves_figure), "report.html"
+    differences = {
+        key: values
+        for metric in COMPARED_METRICS
+        for key, values in seed_differences(list(configs), results, metric).items()
+    }
+    path = f"{folder}/" if folder else ""
+    page = study_report_html(
+        TITLE, text, summary, comparisons, differences, curves_figure, *(effect or ())
     )
-    tracking.log_figure(curves_figure, "learning_curves.png")
+    tracking.log_text(page, f"{path}report.html")
+    tracking.log_figure(curves_figure, f"{path}learning_curves.png")
     if len(configs) >= 3:
-        tracking.log_figure(figures.dose_response_figure(summary), "dose_response.png")
-    tracking.log_text(summary.to_csv(index=False), "summary.csv")
-    tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
-    tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")
-    tracking.log_text(study_report_markdown(TITLE, text, summary, shown), "report.md")
-    log_table_metrics(summary, comparisons)
-    tracking.set_description(text)
+        tracking.log_figure(figures.dose_response_figure(summary), f"{path}dose_response.png")
+    tracking.log_text(summary.to_csv(index=False), f"{path}summary.csv")
+    tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), f"{path}summary.md")
+    tracking.log_text(comparisons.to_csv(index=False), f"{path}comparisons.csv")
+    report = study_report_markdown(TITLE, text, summary, comparisons)
+    tracking.log_text(report, f"{path}report.md")
+    log_table_metrics(summary, comparisons, prefix=folder.replace("=", "_") + "_" if folder else "")
     return text
+
+
+def log_effect(table: pd.DataFrame, crossings: pd.DataFrame, margin: float) -> str:
+    """The effect along training (analysis.effect.effect_tables) as effect_by_epoch.csv/.png and
+    effect_crossings.csv of the active run; returns its words."""
+    tracking.log_text(table.to_csv(index=False), "effect_by_epoch.csv")
+    tracking.log_text(crossings.to_csv(index=False), "effect_crossings.csv")
+    figure = effect_by_epoch_figure(table, margin, crossings)
+    tracking.log_figure(figure, "effect_by_epoch.png")
+    return effect.crossing_words(table, crossings)
 
 
 def study(config: StudyConfig) -> str:
     """Run (or continue) the study; returns the plain-words answer."""
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
-    seeds = range(config.seed, config.seed + config.seeds)
     # a train_size the data cannot give: exit 2 naming study's param, before any run exists
-    runs = len(config.named_configs) * config.seeds
+    runs = len(config.named_configs) * config.most_seeds
     check_fits(config.replicas, runs, load_dataset(config), config)
-    datasets = seed_datasets(config, seeds)
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }
+    design = study_design(config, family_size=len(configs) - 1)
     earlier_parent = tracking.find_run(experiment, tags)
     with tracking.run(
         config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=earlier_parent
     ) as parent_run_id:
         tracking.log_params(config.to_params())
         child_tags = {"entry_point": "study", "study": config.name}
-        results = run_configs(
-            configs, datasets, parent_run_id, child_tags, replicas=config.replicas
+        checkpoints = effect.checkpoint_epochs(config.epochs)
+        results = train_until_decided(
+            config, (config.epochs,), parent_run_id, child_tags, design, checkpoints
         )
-        text = log_results(config, configs, results)
+        groups = {
+            f"{candidate} - {reference}": curves
+            for (candidate, reference), curves in effect.epoch_differences(
+                list(configs), results
+            ).items()
+        }
+        table, crossings = effect.effect_tables(groups, config.seed)
+        text = log_results(config, configs, results, design, effect=(table, crossings))
+        text += "\n\n" + log_effect(table, crossings, config.margin)
+        tracking.set_description(text)
     print(text)
     return text

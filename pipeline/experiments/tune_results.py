@@ -17,12 +17,14 @@ from pipeline.analysis.paired import (
     pair_findings,
     summary_table,
 )
+from pipeline.analysis.sequential import SequentialDesign
 from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
 from pipeline.data.datasets import seed_datasets
 from pipeline.experiments.study import log_table_metrics, run_configs
 from pipeline.experiments.workers import FINISHED, SURPLUS_ATTR
 
 ALPHA = 0.05  # significance level of the fresh-seed verdicts
+MARGIN = 0.5  # their equivalence margin, in test-accuracy points
 FINAL_COLUMNS = [
     "config",
     "dropout_rates",
@@ -141,10 +143,15 @@ def compare_on_fresh_seeds(
     tracking.log_text(summary.to_csv(index=False), "final_summary.csv")
     comparisons = pd.DataFrame()
     if config.final_seeds >= 2:  # a paired test needs two pairs
-        comparisons = comparison_table(list(configs), results, ALPHA, config.seed)
+        comparisons = comparison_table(list(configs), results, final_design(config.final_seeds))
         tracking.log_text(comparisons.to_csv(index=False), "final_comparison.csv")
     log_table_metrics(summary, comparisons, prefix="final_")
     return summary, comparisons
+
+
+def final_design(seeds: int) -> SequentialDesign:
+    """The fresh-seed verdicts: one look at all the seeds (the fixed-size verdict)."""
+    return SequentialDesign(ALPHA, MARGIN, seeds, seeds)
 
 
 def describe_final(summary: pd.DataFrame, comparisons: pd.DataFrame, seeds: int) -> str:
@@ -155,5 +162,5 @@ def describe_final(summary: pd.DataFrame, comparisons: pd.DataFrame, seeds: int)
     ]
     if not comparisons.empty:
         lines.append(f"\nPaired by seed, verdicts at alpha {ALPHA}:\n")
-        lines.append("\n\n".join(pair_findings(summary, comparisons)))
+        lines.append("\n\n".join(pair_findings(summary, comparisons, final_design(seeds))))
     return "\n".join(lines)

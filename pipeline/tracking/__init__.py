@@ -32,7 +32,7 @@ from pipeline.tracking.models import (
     register_model,
     run_params_and_tags,
 )
-from pipeline.tracking.search import child_runs, find_run, metric_history
+from pipeline.tracking.search import child_runs, find_run, metric_by_step, metric_history
 
 __all__ = [  # what the rest of the package calls, besides the functions defined here
     "NotFound",
@@ -40,6 +40,7 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
     "find_run",
     "load_keras_model",
     "log_keras_model",
+    "metric_by_step",
     "metric_history",
     "register_model",
     "run_params_and_tags",

@@ -47,3 +47,9 @@ def find_run(default_experiment: str, tags: dict[str, str]) -> str | None:
 def metric_history(run_id: str, key: str) -> list[float]:
     history = mlflow.MlflowClient().get_metric_history(run_id, key)
     return [metric.value for metric in sorted(history, key=lambda metric: metric.step)]
+
+
+def metric_by_step(run_id: str, key: str) -> dict[int, float]:
+    """A metric's values by step (the last one logged at a step)."""
+    history = mlflow.MlflowClient().get_metric_history(run_id, key)
+    return {metric.step: metric.value for metric in sorted(history, key=lambda m: m.timestamp)}
