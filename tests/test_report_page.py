@@ -121,7 +121,7 @@ def study_page(study_tables):
 
 
 def regime_table() -> pd.DataFrame:
-    """A 2 x 2 grid's regime table as `regime_map.regime_table` makes it (fractions)."""
+    """A 2 x 2 grid's regime table as `regime_map.regime_table` makes it (points)."""
     rows = []
     for train_size in ("0", "1000"):
         for epochs in ("10", "100"):
@@ -133,11 +133,14 @@ def regime_table() -> pd.DataFrame:
                         "candidate": "dropout",
                         "reference": "baseline",
                         "metric": metric,
-                        "mean_difference": -0.0123456,
-                        "ci95_low": -0.0151234,
-                        "ci95_high": -0.0090001,
+                        "seeds": 20,
+                        "mean_difference": -1.23456,
+                        "ci95_low": -1.51234,
+                        "ci95_high": -0.90001,
                         "p_value": 0.0001234,
-                        "p_value_holm": 0.0004936,
+                        "probability_of_improvement": 0.15,
+                        "improvement_low": 0.05,
+                        "improvement_high": 0.36,
                         "verdict": "worse",
                         "reference_generalization_gap": 0.2345678,
                         "candidate_generalization_gap": 0.1234567,
@@ -171,12 +174,11 @@ def spread(number: str) -> str:
 
 FORMATS = {
     "Difference (points)": POINTS,
-    "95% CI": rf"\[{POINTS}, {POINTS}\]",
+    "CI": rf"\[{POINTS}, {POINTS}\]",
     "Equivalence CI": rf"\[{POINTS}, {POINTS}\]",
     "Margin (points)": r"±\d+\.\d\d",
     "p-value": P_VALUE,
     "p (equivalence)": P_VALUE,
-    "p (Holm)": P_VALUE,
     "P(improvement)": rf"{PERCENT}  \[{PERCENT}, {PERCENT}\]",
     "Seeds": r"\d+",
     "Seeds for power": r"\d+|—",
@@ -239,7 +241,7 @@ def test_the_study_page_leads_with_a_headline_per_comparison(study_page):
 
 def test_the_tables_read_in_points_under_readable_headers(study_page):
     shown = columns(study_page)
-    for header in ("Difference (points)", "95% CI", "P(improvement)", "Seeds", "Verdict"):
+    for header in ("Difference (points)", "CI", "P(improvement)", "Seeds", "Verdict"):
         assert header in shown
     assert set(shown) <= {*FORMATS, "Comparison", "Verdict", "Config", "Dropout rates"}
     assert len(shown["Difference (points)"]) == 6 and len(shown["Test accuracy (%)"]) == 4
@@ -272,7 +274,7 @@ def test_the_grid_page_leads_with_the_map_then_words_then_a_table_in_points():
     )
     assert headers(page)[:4] == ["Train size", "Epochs", "Comparison", "Difference (points)"]
     texts = cells(page)
-    assert {"all", "−1.23", "[−1.51, −0.90]", "0.000123", "0.235"} <= set(texts)
+    assert {"all", "−1.23", "[−1.51, −0.90]", "0.000123", "20", "0.235"} <= set(texts)
     assert_rounded_alike(page)
 
 

@@ -56,6 +56,14 @@ code { font: .9em ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
 Column = tuple[str, tuple[str, ...], Callable[..., str]]
 COMPARISON_COLUMN: Column = ("Comparison", ("candidate", "reference"), lambda c, r: f"{c} vs {r}")
 VERDICT_COLUMN: Column = ("Verdict", ("verdict",), str)
+# The interval of each verdict is at the level of the look it rests on: 95% for one look of one
+# comparison at alpha 0.05, wider under alpha spending or a grid's split of alpha.
+INTERVAL_COLUMN: Column = ("CI", ("ci95_low", "ci95_high"), lambda low, high: interval(low, high))
+IMPROVEMENT_COLUMN: Column = (
+    "P(improvement)",
+    ("probability_of_improvement", "improvement_low", "improvement_high"),
+    lambda p, low, high: f"{percent(p)}\n[{percent(low)}, {percent(high)}]",
+)
 
 
 def missing(*values) -> bool:

@@ -16,6 +16,8 @@ from pipeline.analysis.difference_figures import (
 )
 from pipeline.analysis.report_page import (
     COMPARISON_COLUMN,
+    IMPROVEMENT_COLUMN,
+    INTERVAL_COLUMN,
     VERDICT_COLUMN,
     Column,
     count,
@@ -28,7 +30,6 @@ from pipeline.analysis.report_page import (
     note_html,
     p_value,
     page_html,
-    percent,
     section_html,
     signed,
     table_html,
@@ -41,16 +42,12 @@ HEADLINE_METRIC = "test_accuracy"
 COMPARISON_COLUMNS: tuple[Column, ...] = (
     COMPARISON_COLUMN,
     ("Difference (points)", ("mean_difference",), signed),
-    ("95% CI", ("ci95_low", "ci95_high"), interval),
+    INTERVAL_COLUMN,
     ("Equivalence CI", ("equivalence_low", "equivalence_high"), interval),
     ("Margin (points)", ("margin",), lambda margin: f"±{fixed(margin, 2)}"),
     ("p-value", ("p_value",), p_value),
     ("p (equivalence)", ("p_equivalence",), p_value),
-    (
-        "P(improvement)",
-        ("probability_of_improvement", "improvement_low", "improvement_high"),
-        lambda p, low, high: f"{percent(p)}\n[{percent(low)}, {percent(high)}]",
-    ),
+    IMPROVEMENT_COLUMN,
     ("Seeds", ("seeds",), count),
     ("Seeds for power", ("seeds_for_power",), count),
     VERDICT_COLUMN,

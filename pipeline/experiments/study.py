@@ -17,7 +17,6 @@ from pipeline import tracking
 from pipeline.analysis import effect, figures
 from pipeline.analysis.difference_figures import effect_by_epoch_figure
 from pipeline.analysis.paired import (
-    COMPARED_METRICS,
     CURVES,
     SUMMARY_METRICS,
     SeedResult,
@@ -177,7 +176,7 @@ def log_results(
     )
     differences = {
         key: values
-        for metric in COMPARED_METRICS
+        for metric in comparisons["metric"].unique()  # a served cell has no macro F1
         for key, values in seed_differences(list(configs), results, metric).items()
     }
     path = f"{folder}/" if folder else ""
