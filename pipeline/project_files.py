@@ -55,10 +55,14 @@ def params_table(command: str) -> str:
     rows = ["| name | default | meaning |", "|---|---|---|"]
     config_class = COMMANDS[command][0]
     shared = set()
-    if command != "train" and issubclass(config_class, ModelDataConfig):
-        shared = {field.name for field in dataclasses.fields(ModelDataConfig)}
-        rows.append("| *train's* | | every param of train but `dropout_rates`, same defaults |")
     defaults = config_class.defaults()
+    if command != "train" and issubclass(config_class, ModelDataConfig):
+        train_defaults = ModelDataConfig.defaults()
+        shared = {name for name in train_defaults if defaults[name] == train_defaults[name]}
+        rows.append(
+            "| *train's* | | every param of train but `dropout_rates` and those below, same "
+            "defaults |"
+        )
     for field in _fields(command):
         if field.name in shared:
             continue
