@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_class.from_strings(args)
         runtime.setup(getattr(config, "backend", "tensorflow"))  # before the command imports Keras
-        from pipeline import store  # imports mlflow, after the runtime's setup
+        from pipeline.tracking import store  # imports mlflow, after the runtime's setup
 
         store.open_store()
         command(config)
