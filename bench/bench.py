@@ -97,13 +97,13 @@ def bare_notebook(name: str, epochs: int, seed: int) -> dict:
     import keras
 
     from pipeline.models.mlp import build_model
+    from pipeline.models.spec import ModelSpec
 
     dataset = load_dataset(TrainConfig(dataset=name, seed=seed))
     keras.utils.set_random_seed(seed)
     started = time.perf_counter()
-    model = build_model(
-        dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), steps_per_execution=1
-    )
+    spec = ModelSpec(dataset.x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
+    model = build_model(spec, steps_per_execution=1)
     model.fit(dataset.x_train, dataset.y_train, epochs=epochs, batch_size=32, verbose=0)
     seconds = time.perf_counter() - started
     probabilities = model.predict(dataset.x_test, verbose=0)
@@ -306,6 +306,7 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
         training_data,
     )
     from pipeline.models.mlp import build_model
+    from pipeline.models.spec import ModelSpec
 
     dataset = load_dataset(TrainConfig(dataset=name))
     x_train, x_val = dataset.x_train.astype("float32"), dataset.x_val.astype("float32")
@@ -313,10 +314,8 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
     if steps == "epoch":  # as train sets it
         steps = steps_per_execution(len(x_train), 32)
     keras.utils.set_random_seed(0)
-    model = build_model(
-        x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), "standard", 0.001, steps,
-        jit_compile=settings.get("jit_compile", "auto"),
-    )  # fmt: skip
+    spec = ModelSpec(x_train.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
+    model = build_model(spec, 0.001, steps, jit_compile=settings.get("jit_compile", "auto"))
     if settings.get("batches"):  # as train feeds the model
         data = training_data(x_train, dataset.y_train, 32, seed=0)
         validation = in_order(x_val, dataset.y_val)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.models.mlp import build_model
+from pipeline.models.spec import ModelSpec
 
 # Flatten 784 -> 100 -> 50 -> 25 -> 10, as in the notebook
 NOTEBOOK_PARAMS = (784 * 100 + 100) + (100 * 50 + 50) + (50 * 25 + 25) + (25 * 10 + 10)
@@ -24,7 +25,7 @@ def layer_summary(model: keras.Model) -> list[tuple]:
 
 @pytest.mark.parametrize("rates", [(0.0, 0.0, 0.0), (0.5, 0.25, 0.0)])
 def test_notebook_recipe_is_the_notebook_model(rates):
-    model = build_model((28, 28), 10, (100, 50, 25), rates, recipe="notebook")
+    model = build_model(ModelSpec((28, 28), 10, (100, 50, 25), rates, recipe="notebook"))
     expected = [("flatten",), ("dense", 100, "relu")]
     expected += [("dropout", 0.5)] if rates[0] else []
     expected += [("dense", 50, "relu")]
@@ -37,7 +38,9 @@ def test_notebook_recipe_is_the_notebook_model(rates):
 
 
 def test_standard_recipe_scales_inputs_and_ends_in_softmax():
-    model = build_model((28, 28), 10, (100, 50, 25), (0.5, 0.25, 0.0), learning_rate=0.01)
+    model = build_model(
+        ModelSpec((28, 28), 10, (100, 50, 25), (0.5, 0.25, 0.0)), learning_rate=0.01
+    )
     summary = layer_summary(model)
     assert summary[:2] == [("rescaling",), ("flatten",)]
     assert summary[-1] == ("dense", 10, "softmax")
@@ -48,7 +51,7 @@ def test_standard_recipe_scales_inputs_and_ends_in_softmax():
 
 
 def test_hidden_layers_follow_the_config():
-    model = build_model((8, 8), 10, (32, 16), (0.1, 0.0))
+    model = build_model(ModelSpec((8, 8), 10, (32, 16), (0.1, 0.0)))
     assert layer_summary(model)[2:] == [
         ("dense", 32, "relu"),
         ("dropout", 0.1),
@@ -59,7 +62,7 @@ def test_hidden_layers_follow_the_config():
 
 def test_max_norm_bounds_each_hidden_unit_s_incoming_weights():
     keras.utils.set_random_seed(0)  # fit shuffles: a seeded op under op determinism
-    model = build_model((8, 8), 10, (32, 16), (0.0, 0.0), max_norm=0.5)
+    model = build_model(ModelSpec((8, 8), 10, (32, 16), (0.0, 0.0), max_norm=0.5))
     hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
     assert [layer.kernel_constraint.max_value for layer in hidden] == [0.5, 0.5]
     x, y = np.random.default_rng(0).integers(0, 255, (64, 8, 8)), np.arange(64) % 10
@@ -68,5 +71,5 @@ def test_max_norm_bounds_each_hidden_unit_s_incoming_weights():
         norms = np.linalg.norm(layer.kernel.numpy(), axis=0)  # one per unit, over its inputs
         assert norms.max() <= 0.5 + 1e-5
     assert model.layers[-1].kernel_constraint is None  # the output layer is free
-    plain = build_model((8, 8), 10, (32, 16), (0.0, 0.0))
+    plain = build_model(ModelSpec((8, 8), 10, (32, 16), (0.0, 0.0)))
     assert all(layer.kernel_constraint is None for layer in plain.layers[2:])

@@ -25,6 +25,7 @@ from pipeline.experiments.train import (
     training_data,
 )
 from pipeline.models.mlp import build_model
+from pipeline.models.spec import ModelSpec
 
 DIGITS = TrainConfig(dataset="digits", epochs=3, seed=7)
 PER_EPOCH = (*EPOCH_METRICS, "generalization_gap", "epoch_seconds")
@@ -128,9 +129,8 @@ def test_training_batches_give_the_same_weights_for_the_same_seed():
 
     def trained_weights(seed: int) -> list[np.ndarray]:
         keras.utils.set_random_seed(seed)
-        model = build_model(
-            x.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0), "standard", 0.001, steps
-        )
+        spec = ModelSpec(x.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
+        model = build_model(spec, 0.001, steps)
         model.fit(**training_data(x, y, 32, seed), epochs=3, verbose=0)
         return model.get_weights()
 

@@ -15,6 +15,7 @@ from pipeline import lifecycle, tracking
 from pipeline.analysis import figures, scoring
 from pipeline.config.entry_points import TrainConfig
 from pipeline.data.datasets import Dataset, load_dataset
+from pipeline.engines.base import model_spec
 from pipeline.models.mlp import STEPS_PER_EXECUTION, build_model
 
 if TYPE_CHECKING:
@@ -141,16 +142,7 @@ def config_model(
     config: TrainConfig, dataset: Dataset, steps: int = STEPS_PER_EXECUTION
 ) -> keras.Model:
     """The config's model for the dataset's images and classes (`build_model`)."""
-    return build_model(
-        dataset.x_train.shape[1:],
-        len(dataset.class_names),
-        config.hidden_units,
-        config.dropout_rates,
-        config.recipe,
-        config.learning_rate,
-        steps,
-        max_norm=config.max_norm,
-    )
+    return build_model(model_spec(config, dataset), config.learning_rate, steps)
 
 
 def predict_and_score(
