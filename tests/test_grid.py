@@ -1,13 +1,16 @@
 """The grid study: parsing the grid, the regime map's statistics on known answers, a tiny grid on
 digits end to end with every artifact, and resuming it."""
 
+import signal
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_rejected
+from helpers import assert_rejected, running_runs, signal_at_epoch, start
 from scipy import stats
 
+from pipeline import cli
 from pipeline.analysis.regime_map import findings, regime_figure, regime_table
 from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import cell_label, cells
@@ -228,3 +231,23 @@ def test_a_rerun_reuses_every_finished_run_and_trains_only_what_is_missing(
     assert capsys.readouterr().out.count("reusing finished run") == 7
     assert len(runs_of(client, TINY.name)) == len(runs) + 1
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_a_grid_killed_with_kill_9_finishes_every_cell_on_its_first_rerun(client):
+    """Before: the rerun queued the killed cell again without its grid id, and Optuna's
+    GridSampler raised KeyError: 'grid_id' (exit 1, the top parent FAILED, a cell never run)."""
+    argv = ["study", "--dataset", "digits", "--grid", "epochs=2,30", "--hidden-units", "32,16"]
+    argv += ["--configs", "a=0,0;b=0.5,0", "--seeds", "2", "--study-name", "killed grid"]
+    signal_at_epoch(start(*argv), signal.SIGKILL, epoch=3)
+    assert cli.main(argv) == 0
+    runs = runs_of(client, "killed grid")
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.info.status == "FINISHED"
+    finished_cells = {
+        run.data.tags["grid_cell"]
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        and run.info.status == "FINISHED"
+    }
+    assert finished_cells == {"epochs=2", "epochs=30"}
+    assert running_runs(client) == []

@@ -5,11 +5,10 @@ point (the epoch's end), never surfacing inside TensorFlow or a storage write.""
 
 import os
 import signal
-import subprocess
 
 import optuna
 import pytest
-from helpers import pipeline_command, running_runs
+from helpers import running_runs, signal_at_epoch, start
 
 from pipeline import lifecycle, tracking
 from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
@@ -29,22 +28,6 @@ def handled_signals():
     yield
     for signum, handler in previous.items():
         signal.signal(signum, handler)
-
-
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        pipeline_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def signal_at_epoch(process: subprocess.Popen, signum: int, epoch: int = 2) -> tuple[int, str]:
-    """Send the signal once the process printed `epoch <epoch>/`; its exit code and stderr."""
-    for line in process.stdout:
-        if line.startswith(f"epoch {epoch}/"):
-            break
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)  # drains both pipes: a full one would block it
-    return process.returncode, stderr
 
 
 def runs_tagged(client, key: str, value: str) -> tuple:

@@ -162,7 +162,8 @@ def grid_study(config: StudyConfig) -> str:
         done: dict[str, list[SeedResult]] = {}
         complete = cell_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         remaining = len(grid_cells) - len({tuple(sorted(t.params.items())) for t in complete})
-        if remaining > 0 and not sampler.is_exhausted(cell_trials):
+        retries = cell_trials.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if remaining > 0 and (retries or not sampler.is_exhausted(cell_trials)):
             cell_trials.optimize(
                 lambda trial: objective(trial, config, grid_cells, done, parent_run_id),
                 n_trials=remaining,

@@ -11,6 +11,7 @@ from a tracking store without its parent run, stops with one line.
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 import warnings
@@ -68,9 +69,14 @@ def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
 
 
 def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """RDB heartbeat callback: end the dead trial's child run and enqueue its params again."""
+    """A dead worker's trial (RDB heartbeat callback, or `fail_interrupted_trials`): its child
+    run ends FAILED, and the trial comes back WAITING once through Optuna's retry callback, which
+    keeps its system attrs (a grid trial's `grid_id`, without which GridSampler fails on it) but
+    not the dead worker's id: the retry is nobody's until a worker claims it."""
     _end_trial_runs(study, trial)
-    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+    retry = copy.deepcopy(trial)
+    retry.user_attrs = {key: value for key, value in trial.user_attrs.items() if key != WORKER_ATTR}
+    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, retry)
 
 
 def open_rdb_storage(
@@ -215,14 +221,13 @@ def claim_grid_point(trial: optuna.Trial):
 
 def fail_interrupted_trials(study: optuna.Study):
     """Journal storage has no heartbeat: a RUNNING trial whose process is gone (kill -9) is
-    marked FAIL, its child run FAILED, and its params are enqueued to be tried again."""
+    marked FAIL, its child run FAILED, and it is retried as a stale RDB trial is."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if is_alive(trial.user_attrs.get(WORKER_ATTR, "")):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
-        _end_trial_runs(study, trial)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        print(f"trial {trial.number} was interrupted: marked FAIL, its params queued again")
+        _retry_stale_trial(study, trial)
+        print(f"trial {trial.number} was interrupted: marked FAIL, retried once")
 
 
 def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage):
