@@ -110,9 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_class.from_strings(args)
         runtime.setup(getattr(config, "backend", "tensorflow"))  # before the command imports Keras
-        from pipeline.tracking import store  # imports mlflow, after the runtime's setup
+        from pipeline import tracking  # imports mlflow, after the runtime's setup
+        from pipeline.tracking import store
 
         store.open_store()
+        tracking.end_dead_runs()  # what an earlier process killed with -9 left RUNNING
         command(config)
     except ParameterError as error:
         print(f"error: {secrets.redact(str(error))}", file=sys.stderr)

@@ -1,7 +1,8 @@
 """Every stop leaves a clean store: SIGTERM (schedulers, `docker stop`, `systemctl stop`) ends
-train and tune runs KILLED like Ctrl-C, a rerun clears the old reason, and a study fails the
-children a killed (kill -9) process left RUNNING. Inside a run, the interrupt waits for a safe
-point (the epoch's end), never surfacing inside TensorFlow or a storage write."""
+train and tune runs KILLED like Ctrl-C, a rerun clears the old reason, a study fails the
+children a killed (kill -9) process left RUNNING, and any later command fails a killed train
+run. Inside a run, the interrupt waits for a safe point (the epoch's end), never surfacing
+inside TensorFlow or a storage write."""
 
 import os
 import signal
@@ -10,7 +11,7 @@ import optuna
 import pytest
 from helpers import running_runs, signal_at_epoch, start
 
-from pipeline import lifecycle, tracking
+from pipeline import cli, lifecycle, tracking
 from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.replicas import Member, train_group
@@ -89,6 +90,19 @@ def test_study_fails_the_children_a_killed_process_left_running(client):
     orphan_ids = {run.info.run_id for run in orphans}
     for failed in (run for run in children if run.info.run_id in orphan_ids):
         assert "process died" in failed.data.tags["failure_reason"]
+    assert running_runs(client) == []
+
+
+def test_a_train_killed_with_kill_9_ends_failed_at_the_next_command(handled_signals, client):
+    """Before: no rerun finds a train run, so a kill -9 left it RUNNING forever."""
+    signal_at_epoch(start("train", "--dataset", "digits", "--epochs", "500", "--seed", "9"),
+                    signal.SIGKILL)  # fmt: skip
+    [killed], _ = runs_tagged(client, "mlflow.runName", "digits-dropout-0.5,0.25,0-seed9")
+    assert killed.info.status == "RUNNING"
+    assert cli.main(["train", "--dataset", "digits", "--epochs", "1", "--seed", "10"]) == 0
+    killed = client.get_run(killed.info.run_id)
+    assert killed.info.status == "FAILED"
+    assert "worker process died" in killed.data.tags["failure_reason"]
     assert running_runs(client) == []
 
 

@@ -275,10 +275,22 @@ def end_stale_run(run_id: str, reason: str):
         end_run_by_id(run_id, "FAILED", reason)
 
 
-def end_dead_children(parent_run_id: str):
-    """Children left RUNNING by a process of this host that died (kill -9): FAILED."""
-    for run in child_runs(parent_run_id):
+def end_dead_runs(runs: list | None = None):
+    """Runs left RUNNING by a process of this host that died (kill -9) end FAILED: `runs`, or
+    every RUNNING run of the store (one search; the CLI does it once per command). A run of
+    another host, or without a worker yet, is left alone: its process may live."""
+    if runs is None:
+        running = "attributes.status = 'RUNNING'"
+        runs = mlflow.search_runs(
+            search_all_experiments=True, filter_string=running, output_format="list"
+        )
+    for run in runs:
         if run.info.status == "RUNNING" and not lifecycle.is_alive(
             run.data.tags.get(WORKER_TAG, "")
         ):
-            end_stale_run(run.info.run_id, "its process died (killed) before the run ended")
+            end_stale_run(run.info.run_id, "its worker process died (killed) before it ended")
+
+
+def end_dead_children(parent_run_id: str):
+    """Children left RUNNING by a process of this host that died (kill -9): FAILED."""
+    end_dead_runs(child_runs(parent_run_id))
