@@ -1,8 +1,13 @@
 """The study entry point: paired statistics on known answers, a tiny real study on digits."""
 
+import signal
+import socket
+import subprocess
+
 import mlflow
 import numpy as np
 import pytest
+from helpers import pipeline_command, running_runs, signal_at_epoch, start
 from scipy import stats
 
 from pipeline.analysis.significance import mean_confidence_interval, paired_comparison
@@ -152,3 +157,24 @@ def test_a_rate_sweep_gets_a_dose_response_plot(client):
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert "dose_response.png" in artifacts
     assert "r4_vs_r0_test_accuracy_difference" in parent.data.metrics
+
+
+def test_a_second_identical_study_refuses_while_the_first_runs(client):
+    """Before: both attached to one parent and each trained every config x seed (8 children
+    for 4 slots)."""
+    argv = ["study", "--dataset", "digits", "--epochs", "500", "--seeds", "2"]
+    argv += ["--study-name", "twice at once"]
+    first = start(*argv)
+    for line in first.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    second = subprocess.run(pipeline_command(*argv), capture_output=True, text=True, timeout=300)
+    signal_at_epoch(first, signal.SIGTERM)
+    assert second.returncode == 2, second.stderr[-3000:]
+    [line] = second.stderr.splitlines()
+    assert line.startswith("error: The 'study_name' parameter of study must be a study no other")
+    assert f"worker {socket.gethostname()}:{first.pid} is running it" in line
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    runs = client.search_runs([experiment.experiment_id], "tags.study = 'twice at once'")
+    assert len(runs) == 1 + 4  # the parent, one child per config x seed
+    assert running_runs(client) == []

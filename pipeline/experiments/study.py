@@ -8,6 +8,7 @@ The runner and the tables take named train configs, so tune's fresh-seed compari
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import itertools
@@ -23,6 +24,7 @@ from pipeline.analysis.reports import report_html, report_markdown
 from pipeline.config.entry_points import StudyConfig, TrainConfig, format_param
 from pipeline.data.datasets import Dataset, seed_datasets
 from pipeline.engines.replicas import Member, check_fits, train_members
+from pipeline.tracking import store
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
 SUMMARY_METRICS = (
@@ -237,6 +239,21 @@ def log_results(
     return text
 
 
+def unowned_parent(config: StudyConfig, experiment: str, tags: dict[str, str]) -> str | None:
+    """The parent run an earlier attempt of these params left, to resume; a ParameterError when
+    a live process still runs it (two such processes would train every child twice)."""
+    earlier = tracking.find_run(experiment, tags)
+    worker = earlier and tracking.live_worker(earlier)
+    if worker:
+        raise config.invalid(
+            "study_name",
+            f"a study no other process is running; worker {worker} is running it (wait for it "
+            "to end, or stop it)",
+            config.name,
+        )
+    return earlier
+
+
 def study(config: StudyConfig) -> str:
     """Run (or continue) the study; returns the plain-words answer."""
     experiment = tracking.experiment_name(config.dataset)
@@ -248,10 +265,17 @@ def study(config: StudyConfig) -> str:
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }
-    earlier_parent = tracking.find_run(experiment, tags)
-    with tracking.run(
-        config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=earlier_parent
-    ) as parent_run_id:
+    with contextlib.ExitStack() as parent:
+        with store.exclusive():  # of two identical studies starting together, one goes on
+            earlier = unowned_parent(config, experiment, tags)
+            parent_run_id = parent.enter_context(
+                tracking.run(
+                    config.name,
+                    experiment,
+                    {**tags, "recipe": config.recipe},
+                    resume_run_id=earlier,
+                )
+            )
         tracking.log_params(config.to_params())
         child_tags = {"entry_point": "study", "study": config.name}
         results = run_configs(

@@ -275,6 +275,14 @@ def end_stale_run(run_id: str, reason: str):
         end_run_by_id(run_id, "FAILED", reason)
 
 
+def live_worker(run_id: str) -> str | None:
+    """The worker (host:pid) running a RUNNING run, unless its process is known to be gone."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    worker = run.data.tags.get(WORKER_TAG, "")
+    running = run.info.status == "RUNNING" and worker and lifecycle.is_alive(worker)
+    return worker if running else None
+
+
 def end_dead_runs(runs: list | None = None):
     """Runs left RUNNING by a process of this host that died (kill -9) end FAILED: `runs`, or
     every RUNNING run of the store (one search; the CLI does it once per command). A run of

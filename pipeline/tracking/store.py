@@ -90,6 +90,12 @@ def creation_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def exclusive() -> contextlib.AbstractContextManager:
+    """The lock beside a local store (a remote store has none): one process at a time checks
+    and claims what several might claim at once, such as a study's parent run."""
+    return creation_lock(mlflow.get_tracking_uri())
+
+
 def open_store():
     """Before anything runs: a tracking URI without a password, a local store created (or
     checked) once under the lock, so that processes starting together on a new store all
