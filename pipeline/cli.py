@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return lifecycle.exit_code(error)
     except RuntimeError as error:  # e.g. TrainingDiverged: the run is already marked FAILED
         print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
-        return 1
+        return getattr(error, "exit_code", 1)  # 3: a grid's map logged, some cells diverged
     return 0
 
 

@@ -251,3 +251,33 @@ def test_a_grid_killed_with_kill_9_finishes_every_cell_on_its_first_rerun(client
     }
     assert finished_cells == {"epochs=2", "epochs=30"}
     assert running_runs(client) == []
+
+
+def test_a_diverging_cell_is_a_result_marked_on_the_map(capsys, client):
+    """Before: the diverged cell was trained again at the end (4 more FAILED runs), the grid
+    ended FAILED without a map, "TrainingDiverged: TrainingDiverged: …" was repeated and an
+    empty progress line "epoch 1/2  0 runs" was printed."""
+    argv = ["study", "--dataset", "digits", "--epochs", "2", "--seeds", "2"]
+    argv += ["--grid", "learning_rate=0.001,1e30", "--study-name", "diverging grid"]
+    capsys.readouterr()
+    assert cli.main(argv) == 3
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith("error: 1 of 2 cells diverged (learning_rate=1e+30)")
+    assert " 0 runs" not in out and "Traceback" not in err
+    runs = runs_of(client, "diverging grid")
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.info.status == "FINISHED"
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/regime_map.csv")
+    )
+    verdicts = dict(zip(table["learning_rate"], table["verdict"], strict=False))
+    assert verdicts[1e30] == "diverged" and verdicts[0.001] != "diverged"
+    diverged = [run for run in runs if run.data.tags.get("grid_cell") == "learning_rate=1e+30"]
+    cell = [run for run in diverged if "study_seed" not in run.data.tags]
+    children = [run for run in diverged if "study_seed" in run.data.tags]
+    assert len(cell) == 1 and len(children) == 4  # trained once: divergence is deterministic
+    for run in diverged:
+        assert run.info.status == "FAILED"
+        reason = run.data.tags["failure_reason"]
+        assert reason.count("TrainingDiverged") == 1 and reason.count("loss became") == 1
+    assert running_runs(client) == []

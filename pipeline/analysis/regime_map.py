@@ -27,6 +27,7 @@ VERDICT_WORDS = {
     "no detectable difference": "makes no detectable difference",
 }
 GAP = "final_generalization_gap"
+DIVERGED = "diverged"  # the verdict of a cell whose training diverged: no numbers
 
 
 def display(factor: str, text: str) -> str:
@@ -43,11 +44,13 @@ def regime_table(
     names: Sequence[str],
     alpha: float,
     seed: int,
+    diverged: Sequence[dict] = (),
 ) -> pd.DataFrame:
     """One row per cell x candidate x compared metric: the candidate's paired difference to the
     reference (the first of `names`) with its 95% t-interval and t-test p-value, the p-value
     Holm-adjusted over all the table's tests of that metric, the verdict at `alpha` from it,
-    and both configs' mean final generalization gap (val_loss - loss at the last epoch)."""
+    and both configs' mean final generalization gap (val_loss - loss at the last epoch). The
+    `diverged` cells follow, verdict `diverged`, without numbers and outside the correction."""
     rows = []
     for cell, results in cell_results:
         comparisons = comparison_table(names, results, alpha, seed)
@@ -76,7 +79,17 @@ def regime_table(
     direction = np.where(table["mean_difference"] > 0, "better", "worse")
     verdict = np.where(table["p_value_holm"] < alpha, direction, "no detectable difference")
     table.insert(table.columns.get_loc("p_value_holm") + 1, "verdict", verdict)
-    return table
+    failed = [
+        {
+            **{name: level_text(cell[name]) for name, _ in factors},
+            **{"candidate": candidate, "reference": names[0], "metric": metric},
+            "verdict": DIVERGED,
+        }
+        for cell in diverged
+        for candidate in names[1:]
+        for metric in table["metric"].unique()
+    ]
+    return pd.concat([table, pd.DataFrame(failed, columns=table.columns)], ignore_index=True)
 
 
 def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figure:
@@ -106,6 +119,9 @@ def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figu
             if any(row[name] != level for name, level in fixed.items()):
                 continue
             i, j = y_levels.index(row[y_name]) if y_name else 0, x_levels.index(row[x_name])
+            if row["verdict"] == DIVERGED:
+                axis.text(j, i, DIVERGED, ha="center", va="center", fontsize="small")
+                continue
             values[i, j] = 100 * row["mean_difference"]
             axis.text(
                 j,
@@ -170,7 +186,7 @@ def findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list
     )
     accuracy = table[table["metric"] == MAP_METRIC]
     cells = len(accuracy) // accuracy["candidate"].nunique()
-    tests = len(accuracy)
+    tests = int((accuracy["verdict"] != DIVERGED).sum())
     paragraphs = [
         f"**Grid study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {fixed}; "
         f"grid `{config.grid}` ({cells} cells); {config.seeds} paired seeds per cell "
@@ -183,21 +199,27 @@ def findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list
     for candidate, rows in accuracy.groupby("candidate", sort=False):
         reference = rows["reference"].iloc[0]
         parts = []
-        for verdict, words in VERDICT_WORDS.items():
+        for verdict, words in {**VERDICT_WORDS, DIVERGED: "diverged"}.items():
             matching = rows[rows["verdict"] == verdict].to_dict("records")
             if matching:
-                where = "; ".join(
-                    f"{cell_words(row, factors)}: {100 * row['mean_difference']:+.1f} "
-                    f"[{100 * row['ci95_low']:+.1f}, {100 * row['ci95_high']:+.1f}]"
-                    for row in matching
-                )
+                where = "; ".join(_cell_result(row, factors) for row in matching)
                 parts.append(f"{words} in {len(matching)} of {len(rows)} cells ({where})")
         paragraphs.append(
             f"**{candidate}** ({rates[candidate]}) against **{reference}** "
             f"({rates[reference]}): " + ", ".join(parts) + "."
         )
-        paragraphs.append(_overfitting(rows, factors, config.alpha))
+        paragraphs.append(_overfitting(rows[rows["verdict"] != DIVERGED], factors, config.alpha))
     return paragraphs
+
+
+def _cell_result(row: dict, factors: Factors) -> str:
+    """A cell and its difference with interval, in points; only the cell when it diverged."""
+    if row["verdict"] == DIVERGED:
+        return cell_words(row, factors)
+    return (
+        f"{cell_words(row, factors)}: {100 * row['mean_difference']:+.1f} "
+        f"[{100 * row['ci95_low']:+.1f}, {100 * row['ci95_high']:+.1f}]"
+    )
 
 
 def report_markdown(text: str, table: pd.DataFrame) -> str:

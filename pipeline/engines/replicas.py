@@ -135,7 +135,7 @@ def build(members: Sequence[Member]) -> keras.Model:
 
 def _fail(member: Member, reason: str):
     member.failure = reason
-    tracking.end_run_by_id(member.run_id, "FAILED", reason)
+    tracking.end_run_by_id(member.run_id, "FAILED", f"TrainingDiverged: {reason}")
 
 
 def _log_epoch(members: Sequence[Member], history: dict, epoch: int, seconds: float) -> list:
@@ -150,7 +150,7 @@ def _log_epoch(members: Sequence[Member], history: dict, epoch: int, seconds: fl
         metrics["generalization_gap"] = metrics["val_loss"] - metrics["loss"]
         metrics["epoch_seconds"] = seconds / len(members)  # the group's time, shared
         if not math.isfinite(metrics["loss"]):
-            _fail(member, f"TrainingDiverged: loss became {metrics['loss']} at epoch {epoch}")
+            _fail(member, f"loss became {metrics['loss']} at epoch {epoch}")
             continue
         for name, value in metrics.items():
             member.history.setdefault(name, []).append(value)
@@ -181,10 +181,10 @@ def _fit(model: keras.Model, members: Sequence[Member], hooks: Sequence[GroupHoo
             verbose=0,
         ).history
         logged = _log_epoch(members, history, epoch, time.perf_counter() - started)
-        accuracies = " ".join(f"{metrics['val_accuracy']:.4f}" for metrics in logged)
-        print(f"epoch {epoch}/{config.epochs}  {len(logged)} runs  val_accuracy {accuracies}")
         if not logged:
             return
+        accuracies = " ".join(f"{metrics['val_accuracy']:.4f}" for metrics in logged)
+        print(f"epoch {epoch}/{config.epochs}  {len(logged)} runs  val_accuracy {accuracies}")
         for hook in hooks:
             hook(epoch, logged)
         lifecycle.raise_pending()  # a signal during the epoch stops training here
@@ -252,7 +252,8 @@ def train_group(
         raise
     diverged = [member for member in members if member.failure]
     if diverged:
-        raise TrainingDiverged("; ".join(member.failure for member in diverged))
+        reasons = "; ".join(dict.fromkeys(member.failure for member in diverged))  # each once
+        raise TrainingDiverged(f"{len(diverged)} of {len(members)} runs: {reasons}")
     return results
 
 

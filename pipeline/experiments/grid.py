@@ -35,6 +35,14 @@ from pipeline.experiments.workers import (
     wait_for_parent_run,
 )
 
+DIVERGED_ATTR = "diverged"  # a cell's trial whose training diverged: the reason
+
+
+class CellsDiverged(TrainingDiverged):
+    """Cells of the grid diverged: their runs FAILED, the map marks them; exit code 3."""
+
+    exit_code = 3
+
 
 def cell_config(config: StudyConfig, cell: dict) -> StudyConfig:
     """The plain study of one cell: the grid's params with the cell's levels."""
@@ -101,14 +109,19 @@ def objective(
     parent_run_id: str,
 ) -> float:
     """One cell: the grid point the sampler picked, unless another trial has it. Its value is
-    the first candidate's mean test-accuracy difference to the reference."""
-    label = ";".join(
-        f"{name}={trial.suggest_categorical(name, texts)}"
-        for name, texts in search_space(config).items()
+    the first candidate's mean test-accuracy difference to the reference. A cell whose training
+    diverged fails its trial, the reason kept: training it again would diverge again."""
+    space = search_space(config)
+    label = trial_label(
+        config, {name: trial.suggest_categorical(name, space[name]) for name in space}
     )
     claim_grid_point(trial)
     print(f"cell {label} (trial {trial.number})", flush=True)
-    done[label] = run_cell(config, grid_cells[label], parent_run_id, trial.number)
+    try:
+        done[label] = run_cell(config, grid_cells[label], parent_run_id, trial.number)
+    except TrainingDiverged as error:
+        trial.set_user_attr(DIVERGED_ATTR, str(error))
+        raise
     reference, candidate = (name for name, _ in config.named_configs[:2])
     return mean_difference(done[label], reference, candidate)
 
@@ -118,11 +131,33 @@ def search_space(config: StudyConfig) -> dict[str, list[str]]:
     return {name: list(map(level_text, levels)) for name, levels in GRID.factors(config.grid)}
 
 
-def log_map(config: StudyConfig, cell_results: list[tuple[dict, list[SeedResult]]]) -> str:
-    """The regime map, its figure and report, into the active (top) run; returns the words."""
+def trial_label(config: StudyConfig, params: dict[str, str]) -> str:
+    """The cell of a trial's params, labelled as `cell_label` does."""
+    return ";".join(f"{name}={params[name]}" for name in search_space(config))
+
+
+def diverged_cells(config: StudyConfig, cell_trials: optuna.Study) -> dict[str, str]:
+    """The cells whose training diverged, by label, with the reason."""
+    failed = cell_trials.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return {
+        trial_label(config, trial.params): trial.user_attrs[DIVERGED_ATTR]
+        for trial in failed
+        if DIVERGED_ATTR in trial.user_attrs
+    }
+
+
+def log_map(
+    config: StudyConfig, cell_results: list[tuple[dict, list[SeedResult]]], diverged: list[dict]
+) -> str:
+    """The regime map, its figure and report, into the active (top) run; returns the words.
+    The diverged cells are marked in it; with no other cell there is no map: CellsDiverged."""
+    if not cell_results:
+        raise CellsDiverged(f"every cell of the grid diverged ({len(diverged)}): no map")
     factors = GRID.factors(config.grid)
     names = [name for name, _ in config.named_configs]
-    table = regime_map.regime_table(factors, cell_results, names, config.alpha, config.seed)
+    table = regime_map.regime_table(
+        factors, cell_results, names, config.alpha, config.seed, diverged
+    )
     text = "\n\n".join(regime_map.findings(config, factors, table))
     title = (
         f"{config.name}: test accuracy, candidate - reference (points)\n"
@@ -161,7 +196,10 @@ def grid_study(config: StudyConfig) -> str:
         tracking.log_params(config.to_params())
         done: dict[str, list[SeedResult]] = {}
         complete = cell_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        remaining = len(grid_cells) - len({tuple(sorted(t.params.items())) for t in complete})
+        settled = {trial_label(config, t.params) for t in complete} | set(
+            diverged_cells(config, cell_trials)
+        )
+        remaining = len(grid_cells) - len(settled)
         retries = cell_trials.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if remaining > 0 and (retries or not sampler.is_exhausted(cell_trials)):
             cell_trials.optimize(
@@ -175,10 +213,17 @@ def grid_study(config: StudyConfig) -> str:
             print("other workers still run cells: the last one to end logs the regime map")
             return ""
         # cells done elsewhere, or left short by a failed trial: reused, or completed here
+        diverged = diverged_cells(config, cell_trials)
         cell_results = [
             (cell, done.get(label) or run_cell(config, cell, parent_run_id))
             for label, cell in grid_cells.items()
+            if label not in diverged
         ]
-        text = log_map(config, cell_results)
+        text = log_map(config, cell_results, [grid_cells[label] for label in diverged])
     print(text)
+    if diverged:
+        raise CellsDiverged(
+            f"{len(diverged)} of {len(grid_cells)} cells diverged ({', '.join(diverged)}): "
+            "their runs are FAILED with the reason, the map marks them"
+        )
     return text

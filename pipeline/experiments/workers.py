@@ -12,6 +12,7 @@ from a tracking store without its parent run, stops with one line.
 from __future__ import annotations
 
 import copy
+import logging
 import sys
 import time
 import warnings
@@ -49,10 +50,26 @@ RESUMABLE_PARAMS = (
 )
 
 
+class _OneLineTrialFailures(logging.Filter):
+    """Optuna's warning about a trial that raised, in one line: without the traceback (what it
+    catches, a divergence or a surplus trial, is expected and said in the line) and without
+    the second line saying that such a trial has no value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return not record.getMessage().endswith("failed with value None.")
+
+
+ONE_LINE_TRIAL_FAILURES = _OneLineTrialFailures()
+
+
 def quiet_optuna():
-    """Optuna's own lines off the console (we print one per trial, and its progress bar), and
-    no warnings for the experimental APIs we use (heartbeats, their callback, the journal)."""
+    """Optuna's own lines off the console (we print one per trial, and its progress bar), its
+    warnings about failed trials in one line each, and no warnings for the experimental APIs we
+    use (heartbeats, their callback, the journal)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the logger of Study.optimize's loop (its progress bar swaps the handlers: not there)
+    logging.getLogger("optuna.study._optimize").addFilter(ONE_LINE_TRIAL_FAILURES)  # once
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
