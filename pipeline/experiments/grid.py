@@ -23,17 +23,10 @@ from pipeline.config.entry_points import GRID, StudyConfig
 from pipeline.config.factors import cell_label, cells, level_text
 from pipeline.data.datasets import load_dataset, seed_datasets
 from pipeline.engines.replicas import check_fits
+from pipeline.experiments.coordination import ParentRun, shared_study
 from pipeline.experiments.study import SeedResult, log_results, run_configs, study_key
 from pipeline.experiments.train import TrainingDiverged
-from pipeline.experiments.workers import (
-    PARENT_RUN_ATTR,
-    SurplusTrial,
-    claim_grid_point,
-    create_storage,
-    fail_dead_trials,
-    open_study,
-    wait_for_parent_run,
-)
+from pipeline.experiments.workers import claim_grid_point
 
 DIVERGED_ATTR = "diverged"  # a cell's trial whose training diverged: the reason
 
@@ -172,6 +165,20 @@ def log_map(
     return text
 
 
+def cells_to_run(
+    config: StudyConfig, cell_trials: optuna.Study, sampler: optuna.samplers.GridSampler
+) -> int:
+    """How many cells are neither complete nor diverged: none when the sampler has no cell left
+    to visit (a failed trial's cell is completed at the end) and no retry waits."""
+    complete = cell_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    settled = {trial_label(config, trial.params) for trial in complete}
+    settled |= set(diverged_cells(config, cell_trials))
+    retries = cell_trials.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if retries or not sampler.is_exhausted(cell_trials):
+        return len(cells(GRID.factors(config.grid))) - len(settled)
+    return 0
+
+
 def grid_study(config: StudyConfig) -> str:
     """Run (or continue, or join as one more worker) the grid; returns the map in plain words,
     or "" when other workers still run cells (the last one logs the map)."""
@@ -179,38 +186,24 @@ def grid_study(config: StudyConfig) -> str:
     check_data(config, list(grid_cells.values()))
     print(cost(config, list(grid_cells.values())), flush=True)
     sampler = optuna.samplers.GridSampler(search_space(config), seed=config.seed)
-    storage = create_storage(config.storage)
     key = study_key(config)
-    cell_trials, created = open_study(
-        storage, f"{config.name}-{key}", sampler, optuna.pruners.NopPruner()
-    )
-    fail_dead_trials(cell_trials, storage)
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": key}
-    # the creator resumes the parent of the same params, if any; the others wait for its id
-    parent = tracking.find_run(experiment, tags) if created else wait_for_parent_run(cell_trials)
-    with tracking.run(
-        config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=parent
-    ) as parent_run_id:
-        cell_trials.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
-        tracking.log_params(config.to_params())
+    parent = ParentRun(
+        config.name,
+        experiment,
+        {**tags, "recipe": config.recipe},
+        config.to_params(),
+        earlier=tracking.find_run(experiment, tags),  # the parent of the same params, if any
+    )
+    name, pruner = f"{config.name}-{key}", optuna.pruners.NopPruner()
+    with shared_study(config.storage, name, sampler, pruner, parent) as shared:
+        cell_trials, parent_run_id = shared.study, shared.parent_run_id
         done: dict[str, list[SeedResult]] = {}
-        complete = cell_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        settled = {trial_label(config, t.params) for t in complete} | set(
-            diverged_cells(config, cell_trials)
-        )
-        remaining = len(grid_cells) - len(settled)
-        retries = cell_trials.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if remaining > 0 and (retries or not sampler.is_exhausted(cell_trials)):
-            cell_trials.optimize(
-                lambda trial: objective(trial, config, grid_cells, done, parent_run_id),
-                n_trials=remaining,
-                catch=(TrainingDiverged, SurplusTrial),
-                show_progress_bar=True,
-            )
-        fail_dead_trials(cell_trials, storage)
-        if cell_trials.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            print("other workers still run cells: the last one to end logs the regime map")
+        if not shared.run_trials(
+            lambda trial: objective(trial, config, grid_cells, done, parent_run_id),
+            cells_to_run(config, cell_trials, sampler),
+        ):
             return ""
         # cells done elsewhere, or left short by a failed trial: reused, or completed here
         diverged = diverged_cells(config, cell_trials)

@@ -122,6 +122,14 @@ def rdb_url(storage: str) -> str:
     return storage
 
 
+def storage_place(storage: str) -> str:
+    """Where the `storage` param's studies live: its RDB URL, or the journal file (empty: the
+    one named after the local tracking store)."""
+    if storage.startswith(RDB_STORAGE_SCHEMES):
+        return storage
+    return storage.removeprefix("journal:") or str(store.default_journal())
+
+
 def create_storage(
     storage: str,
     heartbeat_interval: int = HEARTBEAT_INTERVAL.default,
@@ -129,22 +137,22 @@ def create_storage(
 ) -> optuna.storages.BaseStorage:
     """The `storage` param's Optuna storage: an RDB URL (with heartbeats), `journal:<path>`, or
     empty: a journal file named after the local tracking store; ParameterError (one line,
-    password redacted) if it cannot open."""
+    password redacted) if it cannot open. A password in the URL gets a note once it opened."""
     quiet_optuna()
+    place = storage_place(storage)
+    try:
+        if storage.startswith(RDB_STORAGE_SCHEMES):
+            opened = open_rdb_storage(rdb_url(storage), heartbeat_interval, grace_period)
+        else:
+            opened = JournalStorage(JournalFileBackend(place))
+    except Exception as error:  # sqlalchemy / driver / file errors: a bad URL, server down
+        raise ParameterError(
+            redact(f"Cannot open the Optuna storage {place!r}: {error}".splitlines()[0])
+        ) from None
     if redact(storage) != storage:
         print("note: the storage URL holds a password, logged and shown as ***; keep it in "
               "PGPASSWORD or ~/.pgpass instead (docs/scaling-out.md)", file=sys.stderr)  # fmt: skip
-    rdb = storage.startswith(RDB_STORAGE_SCHEMES)
-    path = storage.removeprefix("journal:") or str(store.default_journal())
-    try:
-        if rdb:
-            return open_rdb_storage(rdb_url(storage), heartbeat_interval, grace_period)
-        return JournalStorage(JournalFileBackend(path))
-    except Exception as error:  # sqlalchemy / driver / file errors: a bad URL, server down
-        where = storage if rdb else path
-        raise ParameterError(
-            redact(f"Cannot open the Optuna storage {where!r}: {error}".splitlines()[0])
-        ) from None
+    return opened
 
 
 def open_study(
