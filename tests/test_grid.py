@@ -60,11 +60,15 @@ def test_unknown_factors_malformed_levels_and_layer_counts_are_rejected(grid, me
 
 
 def test_a_train_size_above_the_data_exits_2_before_any_run(capsys, client):
+    """Before: a grid level above the data named train_size, which the user left at 0."""
     argv = ["study", "--dataset", "digits", "--grid", "train_size=100,5000", "--epochs", "1"]
     message = (
-        "The 'train_size' parameter of study must be 0 (all) or an int in the range [10, 1212]"
+        "The 'grid' parameter of study must be a grid whose train_size levels are each 0 (all) "
+        "or an int in the range [10, 1212]"
     )
     assert_rejected(argv, message, capsys, client)
+    argv = ["study", "--dataset", "digits", "--train-size", "5000", "--grid", "epochs=1,2"]
+    assert_rejected(argv, "The 'train_size' parameter of study must be 0 (all)", capsys, client)
     argv = ["train", "--dataset", "digits", "--train-size", "5"]
     assert_rejected(argv, "The 'train_size' parameter of train must be 0 (all)", capsys, client)
 

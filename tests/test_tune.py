@@ -10,8 +10,9 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
+import psutil
 import pytest
-from helpers import pipeline_command, running_runs
+from helpers import assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
 from pipeline.config.entry_points import PRUNERS, TuneConfig
@@ -258,3 +259,11 @@ def test_each_pruner_stops_trials_that_fall_behind(pruner):
         assert sum(spent) <= 0.5 * 9 * len(spent)
     if pruner == "percentile":  # keeps the top quarter, the median pruner the top half
         assert spent.count(9) < epochs_before_stop("median").count(9)
+
+
+def test_too_many_trial_seeds_for_the_memory_name_trial_seeds(monkeypatch, capsys, client):
+    """Before: the memory check named 'replicas', which the user left at its default."""
+    memory = psutil.virtual_memory()._replace(available=64 * 2**20)  # ~80 replicas of digits
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+    argv = ["tune", "--dataset", "digits", "--trial-seeds", "500"]
+    assert_rejected(argv, "The 'trial_seeds' parameter of tune must be at most ", capsys, client)

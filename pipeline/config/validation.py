@@ -17,7 +17,12 @@ from typing import Any, ClassVar
 
 
 class ParameterError(ValueError):
-    """A parameter value is invalid; the message is one line meant for the user."""
+    """A parameter value is invalid; the message is one line meant for the user. `name` and
+    `must_be` say which parameter and what it must be, when one is to blame."""
+
+    def __init__(self, message: str, name: str = "", must_be: str = ""):
+        super().__init__(message)
+        self.name, self.must_be = name, must_be
 
 
 def format_param(value: Any) -> str:
@@ -256,7 +261,9 @@ class Config:
     def invalid(cls, name: str, must_be: Any, got: str) -> ParameterError:
         """The error for a bad value, also one that fails against the world (an unknown run)."""
         return ParameterError(
-            f"The '{name}' parameter of {cls.ENTRY_POINT} must be {must_be}. Got {got!r} instead."
+            f"The '{name}' parameter of {cls.ENTRY_POINT} must be {must_be}. Got {got!r} instead.",
+            name,
+            str(must_be),
         )
 
     @classmethod

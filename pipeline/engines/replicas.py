@@ -81,16 +81,16 @@ class Member:
     failure: str = ""
 
 
-def check_fits(replicas: int, dataset: Dataset, config: Config):
-    """Refuse (the config's one-line error) more replicas than half the available memory holds:
-    each needs its training and validation images about four times over (the epoch's order,
-    the stacked input, the framework's copy and slack)."""
+def check_fits(replicas: int, dataset: Dataset, config: Config, param: str = "replicas"):
+    """Refuse (the config's one-line error, naming `param`) more replicas than half the
+    available memory holds: each needs its training and validation images about four times over
+    (the epoch's order, the stacked input, the framework's copy and slack)."""
     need = 4 * (dataset.x_train.nbytes + dataset.x_val.nbytes)
     available = psutil.virtual_memory().available
     most = max(1, int(available / 2 // need))
     if replicas > most:
         raise config.invalid(
-            "replicas",
+            param,
             f"at most {most} on this machine (each replica needs about {need / 2**20:.0f} MiB; "
             f"{available / 2**30:.1f} GiB are available)",
             str(replicas),

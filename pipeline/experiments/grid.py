@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from pipeline import tracking
 from pipeline.analysis import regime_map
-from pipeline.config.entry_points import GRID, StudyConfig
+from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import cell_label, cells, level_text
 from pipeline.data.datasets import load_dataset, seed_datasets
 from pipeline.engines.replicas import check_fits
@@ -45,13 +45,20 @@ def cell_config(config: StudyConfig, cell: dict) -> StudyConfig:
 
 def check_data(config: StudyConfig, grid_cells: list[dict]):
     """Loads each distinct split of the cells once: a bad data_dir, or a train_size the data
-    cannot give, exits 2 before any run exists."""
+    cannot give, exits 2 before any run exists, naming `grid` when a grid level is to blame."""
     splits = {}
     for cell in grid_cells:
         study = cell_config(config, cell)
-        splits.setdefault((study.validation_split, study.train_size), study)
-    for study in splits.values():
-        check_fits(config.replicas, load_dataset(study), config)
+        splits.setdefault((study.validation_split, study.train_size), (study, cell))
+    for study, cell in splits.values():
+        try:
+            dataset = load_dataset(study)
+        except ParameterError as error:
+            if error.name not in cell:
+                raise
+            must_be = f"a grid whose {error.name} levels are each {error.must_be}"
+            raise config.invalid("grid", must_be, config.grid) from None
+        check_fits(config.replicas, dataset, config)
 
 
 def cost(config: StudyConfig, grid_cells: list[dict]) -> str:

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from pipeline import tracking
 from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
 from pipeline.config.params import CHAMPION_ALIAS
-from pipeline.data.datasets import Dataset, seed_datasets
+from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.replicas import Member, check_fits, train_group
 from pipeline.experiments.coordination import ParentRun, shared_study
 from pipeline.experiments.train import TrainResult, train
@@ -206,8 +206,9 @@ def summarize(
 
 def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
+    widest = "trial_seeds" if config.trial_seeds > config.replicas else "replicas"
+    check_fits(getattr(config, widest), load_dataset(config), config, widest)  # before the rest
     datasets = seed_datasets(config, search_seeds(config))
-    check_fits(max(config.replicas, config.trial_seeds), datasets[config.seed], config)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
     parent = ParentRun(
