@@ -57,12 +57,12 @@ def experiment_name(dataset: str) -> str:
 
 
 def run_exists(run_id: str) -> bool:
-    """Whether this tracking store holds the run (a study's parent), not deleted."""
+    """Whether this tracking store holds the run (a study's parent, a model's), not deleted."""
     try:
         return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
     except mlflow.exceptions.MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return False  # no such run, or no run id at all
         raise
 
 
