@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import faulthandler
 import gc
+import os
 import sys
 
 from pipeline import lifecycle, runtime, secrets
@@ -102,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail_mlflow_run(error: ParameterError):
+    """Under `mlflow run` the run exists before the params are checked: it ends FAILED with the
+    one-line error as its reason (MLflow would end it FAILED without one)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        from pipeline import tracking
+
+        tracking.end_run_by_id(run_id, "FAILED", f"{type(error).__name__}: {error}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_class, command, _ = COMMANDS[args.pop("command")]
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         command(config)
     except ParameterError as error:
         print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
+        fail_mlflow_run(error)
         return 2
     except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: the runs are already KILLED
         print(f"interrupted by {lifecycle.signal_name(error)}", file=sys.stderr)

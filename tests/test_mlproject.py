@@ -52,6 +52,18 @@ def test_mlflow_run_with_bad_input_fails_the_run(client):
     assert running_runs(client) == []
 
 
+def test_a_bad_param_through_mlflow_run_is_the_run_s_failure_reason(client):
+    """Before: the run MLflow created ended FAILED without a failure_reason."""
+    result = mlflow_run("mlproject-bad-study", "dataset=digits", "seeds=abc", entry_point="study")
+    assert result.returncode != 0  # mlflow run's own exit code (1); the pipeline's was 2
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    experiment = client.get_experiment_by_name("mlproject-bad-study")
+    [run] = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FAILED"
+    assert run.data.tags["failure_reason"] == "ParameterError: " + line.removeprefix("error: ")
+    assert "The 'seeds' parameter of study must be an int" in line
+
+
 def test_mlflow_run_evaluate_reproduces_the_train_runs_test_metrics(client):
     experiment = client.get_experiment_by_name("mlproject")
     [trained] = client.search_runs([experiment.experiment_id], "tags.entry_point = 'train'")
