@@ -71,15 +71,7 @@ def _experiment_id(default_name: str) -> str | None:
     --experiment-name` sets them too). Not `mlflow.set_experiment`: it exports the id to the env."""
     if os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID"):
         return None
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(default_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = store.artifact_location(mlflow.get_tracking_uri(), default_name)
-    try:
-        return client.create_experiment(default_name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker
-        return client.get_experiment_by_name(default_name).experiment_id
+    return store.experiment_id(default_name)
 
 
 @contextlib.contextmanager

@@ -73,6 +73,19 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (local_store_path(uri).parent / "mlruns" / experiment).as_uri()
 
 
+def experiment_id(name: str) -> str:
+    """The id of the experiment `name`, created (artifacts beside a local SQLite store) if new."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_location(mlflow.get_tracking_uri(), name)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker
+        return client.get_experiment_by_name(name).experiment_id
+
+
 @contextlib.contextmanager
 def creation_lock(uri: str) -> Iterator[None]:
     """Holds an exclusive lock beside a local store while it is created or checked, so that
