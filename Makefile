@@ -8,7 +8,7 @@ UI_PORT ?= 5000
 # `mlflow run --env-manager local` runs `python` from PATH: make it the venv's.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: install train test lint format params bench findings ui docs clean delete-runs
+.PHONY: install train test test-fast lint format params bench findings ui docs clean delete-runs
 
 install: $(STAMP)
 
@@ -29,8 +29,11 @@ train: install  ## the train entry point on defaults; e.g. make train DATASET=fa
 	mlflow run . -e train --env-manager local --experiment-name dropout-mlp-$(DATASET) \
 	  -P dataset=$(DATASET) $(ARGS)
 
-test: install
+test: install  ## the full suite (CI's command)
 	$(PYTHON) -m pytest -m "not slow" $(ARGS)
+
+test-fast: install  ## no subprocess, server or training beyond a few epochs on tiny data: < 2 min
+	$(PYTHON) -m pytest -m "fast and not slow" $(ARGS)
 
 bench: install  ## timings and slow acceptance checks; writes bench/results.{md,json}
 	$(PYTHON) -m pytest -m slow bench/ $(ARGS)
@@ -50,9 +53,10 @@ docs: install  ## the README's pictures of mlflow ui (docs/*.png) from fresh run
 params: install  ## writes MLproject and README's parameter tables from pipeline/config/entry_points.py
 	$(PYTHON) -m pipeline.project_files
 
-lint: install
+lint: install  ## ruff, and the layers contract of pyproject.toml (import-linter)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -299,12 +299,8 @@ def measure_lever(lever: str, name: str, epochs: int = 8) -> dict:
     lever_setup(settings)
     import keras
 
-    from pipeline.experiments.train import (
-        PREDICT_BATCH_SIZE,
-        in_order,
-        steps_per_execution,
-        training_data,
-    )
+    from pipeline.engines.keras_engine import steps_per_execution, training_data
+    from pipeline.models.inputs import PREDICT_BATCH_SIZE, in_order
     from pipeline.models.mlp import build_model
     from pipeline.models.spec import ModelSpec
 

@@ -39,23 +39,24 @@ def scaling(images: np.ndarray, labels: np.ndarray, ks=KS, epochs: int = 3) -> d
     MLP with its dropout, batch 32, on `images` (each replica its own order)."""
     import keras
 
-    from pipeline.engines.replica_data import epoch_orders, replica_arrays, training_data
+    from pipeline.engines.replica_data import epoch_orders, replica_arrays, replica_batches
     from pipeline.models.replica_mlp import build_replica_model
+    from pipeline.models.spec import ModelSpec
 
     results = {}
     for k in ks:
         keras.backend.clear_session()
         steps = -(-len(images) // 32) if keras.backend.backend() == "tensorflow" else 32
+        spec = ModelSpec(images.shape[1:], 10, (100, 50, 25), (0.5, 0.25, 0.0))
         model = build_replica_model(
-            images.shape[1:], 10, (100, 50, 25), [(0.5, 0.25, 0.0)] * k, range(k), [1e-3] * k,
-            steps_per_execution=steps,
-        )  # fmt: skip
+            spec, [spec.dropout_rates] * k, range(k), [1e-3] * k, steps_per_execution=steps
+        )
         arrays = replica_arrays([images] * k, [labels] * k)
         seconds = []
         for epoch in range(epochs):
             started = time.perf_counter()
             orders = epoch_orders(range(k), len(images), epoch)
-            model.fit(**training_data(arrays, orders, 32), verbose=0)
+            model.fit(**replica_batches(arrays, orders, 32), verbose=0)
             seconds.append(time.perf_counter() - started)
         results[k] = statistics.median(seconds[1:]) / k
         print(f"K={k}: {results[k]:.3f} s per model-epoch", file=sys.stderr, flush=True)

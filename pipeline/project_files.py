@@ -42,7 +42,9 @@ def mlproject() -> str:
         for name, default in defaults.items():
             lines.append(f"      {name}: {{type: string, default: {json.dumps(default)}}}")
         options = " ".join(f"{option_name(name)} {{{name}}}" for name in defaults)
-        wrapped = textwrap.wrap(f"python -m pipeline {command} {options}", 94)
+        wrapped = textwrap.wrap(
+            f"python -m pipeline {command} {options}", 94, break_on_hyphens=False
+        )
         lines += ["    command: >-", *(f"      {line}" for line in wrapped), ""]
     return "\n".join(lines)
 

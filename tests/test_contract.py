@@ -11,6 +11,8 @@ from helpers import PROJECT_ROOT, assert_rejected
 from pipeline import cli, project_files
 from pipeline.config.entry_points import ParameterError, TrainConfig, format_param
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 MLPROJECT = yaml.safe_load((PROJECT_ROOT / "MLproject").read_text())
 
 

@@ -7,6 +7,8 @@ from helpers import FASHION_MNIST, bundled_mnist_test_set, mnist_data_dir, write
 from pipeline.config.entry_points import ParameterError, TrainConfig
 from pipeline.data.datasets import FASHION_MNIST_CLASSES, DataError, load_dataset
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def test_bundled_mnist_test_set_is_read_with_its_declared_shape():
     images, labels = bundled_mnist_test_set()

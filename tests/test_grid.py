@@ -11,11 +11,11 @@ from helpers import assert_rejected, running_runs, signal_at_epoch, start
 from scipy import stats
 
 from pipeline import cli
-from pipeline.analysis.regime_map import findings, regime_figure, regime_table
+from pipeline.analysis.paired import SUMMARY_METRICS, SeedResult
+from pipeline.analysis.regime_map import map_findings, regime_figure, regime_table
 from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import cell_label, cells
 from pipeline.experiments.grid import cost, grid_study
-from pipeline.experiments.study import SUMMARY_METRICS, SeedResult
 
 TINY = StudyConfig(
     dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny grid"
@@ -47,7 +47,7 @@ def test_the_grid_parses_into_crossed_cells_in_canonical_spelling():
 @pytest.mark.parametrize(
     ("grid", "message"),
     [
-        ("dropout_rates=0.5", "one of ('train_size', 'epochs', 'hidden_units', 'batch_size'"),
+        ("dropout_rates=0.5", "one of ('hidden_units', 'epochs', 'batch_size', 'learning_rate'"),
         ("epochs=10,x", "each level unique and a valid value of its param"),
         ("hidden_units=100,50", "a grid whose hidden_units levels have one layer per config"),
         ("hidden_units=100-50-25,512-512", "a grid whose hidden_units levels have one layer"),
@@ -121,7 +121,7 @@ def test_the_map_s_statistics_and_holm_correction_on_known_answers():
     assert list(accuracy["verdict"]) == ["better"] + ["no detectable difference"] * 2
     assert set(table["metric"]) == {"test_accuracy", "test_macro_f1"}  # one family per metric
     config = StudyConfig(configs="base=0,0,0;drop=0.5,0.25,0", grid="train_size=1000,5000,0")
-    text = "\n\n".join(findings(config, factors, table))
+    text = "\n\n".join(map_findings(config, factors, table))
     assert "Holm-corrected over the 3 tests of each metric" in text
     assert "helps in 1 of 3 cells (train_size 1000: +3.0 [" in text
     assert "makes no detectable difference in 2 of 3 cells (train_size 5000: +1.0" in text

@@ -7,6 +7,8 @@ import pytest
 from pipeline.models.mlp import build_model
 from pipeline.models.spec import ModelSpec
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 # Flatten 784 -> 100 -> 50 -> 25 -> 10, as in the notebook
 NOTEBOOK_PARAMS = (784 * 100 + 100) + (100 * 50 + 50) + (50 * 25 + 25) + (25 * 10 + 10)
 

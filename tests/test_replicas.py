@@ -9,16 +9,25 @@ import numpy as np
 import pytest
 from helpers import TF_CHATTER, assert_rejected, pipeline_command, running_runs
 
-from pipeline import tracking
+from pipeline import cli, tracking
 from pipeline.config.entry_points import EvaluateConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
-from pipeline.engines.replica_data import epoch_orders, replica_arrays, training_data
-from pipeline.engines.replicas import Member, groups, train_group
+from pipeline.engines.base import Member
+from pipeline.engines.replica_data import epoch_orders, replica_arrays, replica_batches
+from pipeline.engines.replicas import ReplicaEngine
 from pipeline.experiments.evaluate import evaluate
-from pipeline.experiments.train import TrainingDiverged, train
+from pipeline.experiments.train import (
+    TrainingDiverged,
+    groups,
+    train,
+    train_group,
+    train_members,
+)
 from pipeline.experiments.tune import tune
 
-A = TrainConfig(dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0))
+A = TrainConfig(
+    dataset="digits", epochs=3, seed=0, dropout_rates=(0.5, 0.25, 0.0), engine="replicas"
+)
 B = dataclasses.replace(A, seed=1, dropout_rates=(0.0, 0.0, 0.0))
 C = dataclasses.replace(A, seed=2, dropout_rates=(0.2, 0.2, 0.2), learning_rate=0.003)
 PER_EPOCH = ("loss", "accuracy", "val_loss", "val_accuracy", "generalization_gap", "epoch_seconds")
@@ -40,8 +49,8 @@ def parent():
 
 @pytest.fixture(scope="module")
 def alone_and_together(parent):
-    alone = train_group(members(A), parent)
-    together = train_group(members(A, B, C), parent)
+    alone = train_group(members(A), parent, ReplicaEngine())
+    together = train_group(members(A, B, C), parent, ReplicaEngine())
     return alone[0], together
 
 
@@ -83,7 +92,7 @@ def test_the_replicas_model_is_a_standard_model_that_evaluate_reproduces(alone_a
 
 def test_the_same_seeds_give_identical_metrics(alone_and_together, parent):
     _, together = alone_and_together
-    again = train_group(members(A, B, C), parent)
+    again = train_group(members(A, B, C), parent, ReplicaEngine())
     for first, second in zip(together, again, strict=True):
         for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
             assert first.history[name] == second.history[name]
@@ -95,7 +104,7 @@ def test_a_diverging_replica_fails_alone(parent, client):
     diverging = dataclasses.replace(notebook, seed=1, learning_rate=1e10)
     group = members(notebook, diverging)
     with pytest.raises(TrainingDiverged, match="loss became nan at epoch 1"):
-        train_group(group, parent)
+        train_members(group, parent, replicas=2)
     healthy, failed = (client.get_run(member.run_id) for member in group)
     assert healthy.info.status == "FINISHED"
     assert len(client.get_metric_history(healthy.info.run_id, "loss")) == 2
@@ -157,14 +166,20 @@ def test_tune_with_trial_seeds_prunes_and_reports_the_mean(client):
     assert running_runs(client) == []
 
 
-def test_more_replicas_than_memory_holds_exits_2(capsys, client):
-    argv = ["study", "--dataset", "digits", "--replicas", "100000000"]
+def test_more_runs_together_than_memory_holds_exits_2(capsys, client):
+    argv = ["study", "--dataset", "digits", "--seeds", "100000000", "--replicas", "100000000"]
     assert_rejected(argv, "The 'replicas' parameter of study must be at most", capsys, client)
+
+
+def test_replicas_above_the_runs_means_all_of_them(capsys):
+    argv = ["study", "--dataset", "digits", "--epochs", "1", "--seeds", "2"]
+    assert cli.main([*argv, "--replicas", "1000000", "--study-name", "all-together"]) == 0
+    assert "epoch 1/1  4 runs" in capsys.readouterr().out
 
 
 def test_max_norm_bounds_each_replicas_hidden_units(parent):
     bounded = [dataclasses.replace(c, epochs=1, max_norm=0.3) for c in (A, B)]
-    for result in train_group(members(*bounded), parent):
+    for result in train_group(members(*bounded), parent, ReplicaEngine()):
         model, _ = tracking.load_keras_model(f"runs:/{result.run_id}/model")
         hidden = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)][:-1]
         for layer in hidden:
@@ -175,7 +190,7 @@ def test_the_notebook_recipe_learns_in_a_group_as_alone(parent):
     """Its sigmoid outputs saturate: the loss must come from the logits, as Keras computes a
     single model's (a loss on the saturated outputs left every test image tied, 10% accuracy)."""
     notebook = dataclasses.replace(B, recipe="notebook", epochs=3)
-    [grouped] = train_group(members(notebook), parent)
+    [grouped] = train_group(members(notebook), parent, ReplicaEngine())
     single = train(notebook, load_dataset(notebook), parent)
     assert grouped.test_metrics["test_tied_top_fraction"] < 0.5
     assert grouped.test_metrics["test_accuracy"] > single.test_metrics["test_accuracy"] - 0.15
@@ -188,7 +203,7 @@ def test_replicas_of_one_seed_share_one_copy_of_its_split():
     n = len(seed_0.x_train)
     assert len(arrays[0]) == 2 * n and firsts.tolist() == [0, n, 0]
     orders = epoch_orders([0, 1, 0], n, epoch=1)
-    data = training_data((*arrays, firsts), orders, 32)
+    data = replica_batches((*arrays, firsts), orders, 32)
     batch = next(iter(data["x"]))[0] if "y" not in data else data["x"][:32]
     for replica, own in enumerate(images):  # each replica's own examples in its own order
         np.testing.assert_array_equal(np.asarray(batch)[:, replica], own[orders[:32, replica]])

@@ -14,6 +14,8 @@ from pipeline.analysis.scoring import (
     tied_top_fraction,
 )
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def test_tied_top_fraction_counts_rows_whose_maximum_is_shared():
     probabilities = np.array(

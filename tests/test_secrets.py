@@ -10,6 +10,7 @@ import pytest
 from pipeline import cli, secrets, tracking
 
 
+@pytest.mark.fast
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -27,6 +28,7 @@ def test_redact_hides_url_passwords_and_password_options(text, expected):
     assert secrets.redact(text) == expected
 
 
+@pytest.mark.fast
 def test_redact_hides_values_of_variables_named_secret(monkeypatch):
     monkeypatch.setenv("PGPASSWORD", "hunter2-db")
     monkeypatch.setenv("MY_API_TOKEN", "tok-123456")
@@ -36,6 +38,7 @@ def test_redact_hides_values_of_variables_named_secret(monkeypatch):
     assert secrets.redact(text) == "*** and *** for hunter, abc"
 
 
+@pytest.mark.fast
 def test_params_tags_reasons_and_descriptions_are_redacted(client):
     url = "postgresql://alice:S3cretPW@127.0.0.1:1/optuna"
     with pytest.raises(RuntimeError), tracking.run("leaky", "dropout-mlp-secrets") as run_id:
@@ -53,6 +56,7 @@ def test_params_tags_reasons_and_descriptions_are_redacted(client):
     assert mlflow.artifacts.load_text(f"runs:/{run_id}/url.txt") == redacted
 
 
+@pytest.mark.fast
 def test_a_traceback_is_printed_redacted(capsys):
     try:
         raise ConnectionError("API request to http://bob:pw0rd@mlflow:5000 failed")

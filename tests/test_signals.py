@@ -14,9 +14,10 @@ from helpers import running_runs, signal_at_epoch, start
 from pipeline import cli, lifecycle, tracking
 from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
-from pipeline.engines.replicas import Member, train_group
+from pipeline.engines.base import Member
+from pipeline.engines.replicas import ReplicaEngine
 from pipeline.experiments.study import study
-from pipeline.experiments.train import train
+from pipeline.experiments.train import train, train_group
 from pipeline.experiments.tune import tune
 from pipeline.tracking import store
 
@@ -127,14 +128,14 @@ def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(handl
             os.kill(os.getpid(), signal.SIGTERM)  # as if it arrived during the hook's writes
             metrics["after_signal"] = True
 
-    config = TrainConfig(dataset="digits", epochs=5, seed=7)
+    config = TrainConfig(dataset="digits", epochs=5, seed=17)  # a run name no other test uses
     logged = {}
     with pytest.raises(lifecycle.Terminated):
         train(config, epoch_hooks=[signal_during_epoch_1, lambda e, m: logged.update({e: m})])
     assert list(logged) == [1] and logged[1]["after_signal"]  # both hooks ran to their end
     [run] = client.search_runs(
         [client.get_experiment_by_name("dropout-mlp-digits").experiment_id],
-        "tags.mlflow.runName = 'digits-dropout-0.5,0.25,0-seed7'",
+        "tags.mlflow.runName = 'digits-dropout-0.5,0.25,0-seed17'",
     )
     assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_accuracy")] == [1]
@@ -149,7 +150,7 @@ def test_a_signal_ends_every_replica_of_a_group_killed_after_its_epoch(handled_s
         os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(lifecycle.Terminated), tracking.run("signalled", "signals") as parent_run_id:
-        train_group(group, parent_run_id, [signal_at_epoch_1])
+        train_group(group, parent_run_id, ReplicaEngine(), [signal_at_epoch_1])
     for run in [client.get_run(member.run_id) for member in group]:
         assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]

@@ -5,6 +5,8 @@ import pytest
 
 from pipeline.analysis.significance import holm_adjusted, mcnemar_exact, paired_accuracy_difference
 
+pytestmark = pytest.mark.fast  # make test-fast
+
 
 def correctness(both: int, only_candidate: int, only_reference: int, neither: int):
     candidate = [1] * both + [1] * only_candidate + [0] * only_reference + [0] * neither

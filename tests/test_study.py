@@ -10,15 +10,10 @@ import pytest
 from helpers import pipeline_command, running_runs, signal_at_epoch, start
 from scipy import stats
 
+from pipeline.analysis.paired import SUMMARY_METRICS, SeedResult, comparison_table, summary_table
 from pipeline.analysis.significance import mean_confidence_interval, paired_comparison
 from pipeline.config.entry_points import StudyConfig, TrainConfig
-from pipeline.experiments.study import (
-    SUMMARY_METRICS,
-    SeedResult,
-    comparison_table,
-    study,
-    summary_table,
-)
+from pipeline.experiments.study import study
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")
 REPORTS = {

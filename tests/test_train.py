@@ -17,13 +17,9 @@ from helpers import FASHION_MNIST, mnist_data_dir, pipeline_command, running_run
 from pipeline import cli
 from pipeline.config.entry_points import ParameterError, TrainConfig
 from pipeline.data.datasets import load_dataset
-from pipeline.experiments.train import (
-    EPOCH_METRICS,
-    TrainingDiverged,
-    steps_per_execution,
-    train,
-    training_data,
-)
+from pipeline.engines.base import EPOCH_METRICS
+from pipeline.engines.keras_engine import steps_per_execution, training_data
+from pipeline.experiments.train import TrainingDiverged, train
 from pipeline.models.mlp import build_model
 from pipeline.models.spec import ModelSpec
 

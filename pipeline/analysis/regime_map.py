@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from pipeline.analysis import report_page as page
 from pipeline.analysis import significance
-from pipeline.analysis.reports import html_report, image_html
-from pipeline.config.entry_points import StudyConfig, format_param
+from pipeline.analysis.paired import SeedResult, comparison_table
+from pipeline.config.entry_points import GRID, StudyConfig, format_param
 from pipeline.config.factors import Factors, level_text
-from pipeline.experiments.study import SeedResult, comparison_table
 
 MAP_METRIC = "test_accuracy"
 VERDICT_WORDS = {
@@ -174,14 +174,14 @@ def _overfitting(rows: pd.DataFrame, factors: Factors, alpha: float) -> str:
     )
 
 
-def findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list[str]:
+def map_findings(config: StudyConfig, factors: Factors, table: pd.DataFrame) -> list[str]:
     """The map in plain words: what was run, the correction, then per candidate where it helps,
     hurts or makes no detectable difference, and how that follows the reference's overfitting."""
     rates = {name: format_param(values) for name, values in config.named_configs}
     names = [name for name, _ in factors]
     fixed = ", ".join(
         f"{name} {display(name, format_param(getattr(config, name)))}"
-        for name in ("hidden_units", "epochs", "train_size", "batch_size", "max_norm")
+        for name in GRID.fields
         if name not in names and (name != "max_norm" or config.max_norm)
     )
     accuracy = table[table["metric"] == MAP_METRIC]
@@ -222,18 +222,56 @@ def _cell_result(row: dict, factors: Factors) -> str:
     )
 
 
-def report_markdown(text: str, table: pd.DataFrame) -> str:
+def regime_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The regime table's rows as text under readable headers, differences in points."""
+    factors = table.columns[: table.columns.get_loc("candidate")]
+    columns = (
+        *(
+            (name.replace("_", " ").capitalize(), (name,), lambda text, n=name: display(n, text))
+            for name in factors
+        ),
+        ("Comparison", ("candidate", "reference"), lambda candidate, ref: f"{candidate} vs {ref}"),
+        ("Difference (points)", ("mean_difference",), lambda value: page.signed(100 * value)),
+        (
+            "95% CI",
+            ("ci95_low", "ci95_high"),
+            lambda low, high: page.interval(100 * low, 100 * high),
+        ),
+        ("p-value", ("p_value",), page.p_value),
+        ("p (Holm)", ("p_value_holm",), page.p_value),
+        page.VERDICT_COLUMN,
+        ("Reference gap", ("reference_generalization_gap",), lambda gap: page.fixed(gap, 3)),
+        ("Candidate gap", ("candidate_generalization_gap",), lambda gap: page.fixed(gap, 3)),
+    )
+    return page.display_frame(table, columns)
+
+
+def map_report_markdown(text: str, table: pd.DataFrame) -> str:
+    tables = page.metric_tables(table, regime_display, page.table_markdown)
     return (
-        f"# Where does dropout help?\n\n{text}\n\n![regime map](regime_map.png)\n\n"
-        f"## Every cell, candidate and metric\n\n"
-        f"{table.to_markdown(index=False, floatfmt='.4g')}\n"
+        f"# Where does dropout help?\n\n![regime map](regime_map.png)\n\n{text}\n\n"
+        "## Every cell and candidate (candidate - reference)\n\n"
+        + "\n\n".join(f"### {name}\n\n{rows}" for name, rows in tables)
+        + "\n"
     )
 
 
-def report_html(text: str, table: pd.DataFrame, figure: plt.Figure) -> str:
-    return html_report(
+def map_report_html(
+    text: str, table: pd.DataFrame, figure: plt.Figure, effect_figure: plt.Figure | None = None
+) -> str:
+    """The grid's page: the map and, if given, the difference by epoch; the words; then a
+    table per metric in points (gaps: val_loss - loss at the last epoch)."""
+    labels = table.columns.get_loc("candidate") + 1
+    tables = page.metric_tables(table, regime_display, lambda rows: page.table_html(rows, labels))
+    figures = [figure, *([effect_figure] if effect_figure is not None else [])]
+    return page.page_html(
         "Where does dropout help?",
-        text,
-        f"{image_html(figure)}<h2>Every cell, candidate and metric</h2>"
-        f"{table.to_html(index=False, float_format='{:.4g}'.format)}",
+        [
+            *(page.figure_html(each, "regime map") for each in figures),
+            page.text_html(text),
+            page.section_html(
+                "Every cell and candidate (candidate - reference)",
+                *(f"<h3>{name}</h3>{rows}" for name, rows in tables),
+            ),
+        ],
     )

@@ -19,8 +19,8 @@ from pipeline.config.params import (
     DATA_DIR_RULE,
     DATASET,
     DATASETS,
+    ENGINE,
     GRACE_PERIOD,
-    GRID_FACTORS,
     HEARTBEAT_INTERVAL,
     MAX_NORM,
     NON_NEGATIVE,
@@ -48,6 +48,7 @@ from pipeline.config.validation import (
     Param,
     ParameterError,
     Rule,
+    fields_with_role,
     format_param,
     named_lists,
     parse_named_lists,
@@ -67,25 +68,45 @@ class ModelDataConfig(Config):
     dataset: str = DATASET.field()
     data_dir: str = DATA_DIR.field()
     hidden_units: tuple[int, ...] = Param(
-        (100, 50, 25), ListOf(POSITIVE), "units of the hidden Dense (relu) layers"
+        (100, 50, 25),
+        ListOf(POSITIVE),
+        "units of the hidden Dense (relu) layers",
+        roles=("shape", "grid"),
     ).field()
-    epochs: int = Param(10, POSITIVE, "training epochs").field()
-    batch_size: int = Param(32, POSITIVE, "batch size").field()
+    epochs: int = Param(10, POSITIVE, "training epochs", roles=("shape", "grid")).field()
+    batch_size: int = Param(32, POSITIVE, "batch size", roles=("shape", "grid")).field()
     learning_rate: float = Param(
-        0.001, Interval(float, 0, None, closed="neither"), "Adam learning rate"
+        0.001,
+        Interval(float, 0, None, closed="neither"),
+        "Adam learning rate",
+        roles=("run", "grid"),
     ).field()
-    validation_split: float = Param(0.1, SHARE, "stratified share held out to validate").field()
+    validation_split: float = Param(
+        0.1, SHARE, "stratified share held out to validate", roles=("shape", "grid")
+    ).field()
     train_size: int = TRAIN_SIZE.field()
     max_norm: float = MAX_NORM.field()
     seed: int = SEED.field()
     recipe: str = Param(
-        "standard", Options(RECIPES), "standard: [0, 1] pixels, softmax; notebook: 0-255, sigmoid"
+        "standard",
+        Options(RECIPES),
+        "standard: [0, 1] pixels, softmax; notebook: 0-255, sigmoid",
+        roles=("shape",),
     ).field()
     backend: str = Param(
         "tensorflow",
         Options(BACKENDS),
         "Keras backend; jax trains about twice as fast on CPU but draws other random numbers, "
         "so its results differ from tensorflow's at the same seed",
+        roles=("shape",),
+    ).field()
+    engine: str = ENGINE.field()
+    run_figures: bool = Param(
+        True,
+        Boolean(),
+        "each run's learning-curve and confusion-matrix PNGs (~0.45 s a run on 2 cores, more "
+        "than its training on a GPU); false keeps their numbers (metrics, csv, json) only",
+        roles=("execution",),
     ).field()
 
     def train_config(self, **changes) -> TrainConfig:
@@ -96,7 +117,7 @@ class ModelDataConfig(Config):
         return TrainConfig(**{**shared, **changes})
 
 
-GRID = Grid(ModelDataConfig, GRID_FACTORS)
+GRID = Grid(ModelDataConfig, fields_with_role(ModelDataConfig, "grid"))
 
 
 def _one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bool:
@@ -118,7 +139,10 @@ class TrainConfig(ModelDataConfig):
     )
 
     dropout_rates: tuple[float, ...] = Param(
-        (0.5, 0.25, 0.0), ListOf(RATE), "dropout rate after each hidden layer; 0,0,0: none"
+        (0.5, 0.25, 0.0),
+        ListOf(RATE),
+        "dropout rate after each hidden layer; 0,0,0: none",
+        roles=("run",),
     ).field()
 
     @property
@@ -150,44 +174,73 @@ class TuneConfig(ModelDataConfig):
     )
 
     n_trials: int = Param(
-        20, POSITIVE, "finished (complete or pruned) trials the study ends with, resumed included"
+        20,
+        POSITIVE,
+        "finished (complete or pruned) trials the study ends with, resumed included",
+        roles=("resumable",),
     ).field()
-    max_rate: float = Param(0.7, SHARE, "dropout rates are searched in [0, max_rate]").field()
+    max_rate: float = Param(
+        0.7, SHARE, "dropout rates are searched in [0, max_rate]", roles=("design",)
+    ).field()
     rate_step: float = Param(
-        0.05, Interval(float, 0, 1, closed="right"), "grid step of the searched rates"
+        0.05,
+        Interval(float, 0, 1, closed="right"),
+        "grid step of the searched rates",
+        roles=("design",),
     ).field()
     search_learning_rate: bool = Param(
-        False, Boolean(), "also search the Adam learning rate, log-uniform in [1e-4, 1e-2]"
+        False,
+        Boolean(),
+        "also search the Adam learning rate, log-uniform in [1e-4, 1e-2]",
+        roles=("design",),
     ).field()
     pruner: str = Param(
-        "median", Options(PRUNERS), "stops unpromising trials early on their val_accuracy"
+        "median",
+        Options(PRUNERS),
+        "stops unpromising trials early on their val_accuracy",
+        roles=("design",),
     ).field()
     pruner_startup_trials: int = Param(
-        5, NON_NEGATIVE, "median and percentile pruners: trials run to the end before pruning"
+        5,
+        NON_NEGATIVE,
+        "median and percentile pruners: trials run to the end before pruning",
+        roles=("design",),
     ).field()
     pruner_percentile: float = Param(
         25.0,
         Interval(float, 0, 100, closed="neither"),
         "percentile pruner: a trial goes on while its val_accuracy is in this top percent of "
         "earlier trials' at the same epoch",
+        roles=("design",),
     ).field()
     study_name: str = STUDY_NAME.field(
+        roles=("resumable",),
         help="Optuna study (and MLflow parent run) name; re-running a name resumes it. "
-        "Empty: <dataset>-dropout-search"
+        "Empty: <dataset>-dropout-search",
     )
-    storage: str = STORAGE.field()
+    storage: str = STORAGE.field(roles=("resumable", "execution"))
     heartbeat_interval: int = HEARTBEAT_INTERVAL.field()
     grace_period: int = GRACE_PERIOD.field()
     timeout: float = Param(
-        0.0, NON_NEGATIVE_FLOAT, "stop starting new trials after this many seconds; 0: no limit"
+        0.0,
+        NON_NEGATIVE_FLOAT,
+        "stop starting new trials after this many seconds; 0: no limit",
+        roles=("resumable",),
     ).field()
     final_seeds: int = Param(
-        3, NON_NEGATIVE, "retrain the best config and the notebook's two on this many fresh seeds"
+        3,
+        NON_NEGATIVE,
+        "retrain the best config and the notebook's two on this many fresh seeds",
+        roles=("resumable",),
     ).field()
     register_as: str = REGISTER_AS.field()
+    engine: str = ENGINE.field(default="replicas")
     replicas: int = REPLICAS.field()
     trial_seeds: int = Param(
-        1, POSITIVE, "seeds each trial trains at once; pruner and objective see their mean"
+        1,
+        POSITIVE,
+        "seeds each trial trains at once; pruner and objective see their mean",
+        roles=("design",),
     ).field()
 
     @property
@@ -227,9 +280,13 @@ class StudyConfig(ModelDataConfig):
         "baseline=0,0,0;dropout=0.5,0.25,0",
         NamedLists(RATE),
         "the configs to compare; the first is the reference",
+        roles=("design",),
     ).field(parse=named_lists)
     seeds: int = Param(
-        5, Interval(int, 2, None, closed="left"), "paired seeds per config (seed, seed+1, …)"
+        5,
+        Interval(int, 2, None, closed="left"),
+        "paired seeds per config (seed, seed+1, …)",
+        roles=("design",),
     ).field()
     alpha: float = ALPHA.field()
     study_name: str = STUDY_NAME.field(
@@ -241,8 +298,10 @@ class StudyConfig(ModelDataConfig):
         "run the study in every cell of a grid over train params, e.g. "
         "train_size=1000,5000,0;epochs=10,100 (factors crossed; a nested parent run per cell); "
         "empty: one study",
+        roles=("design",),
     ).field(parse=GRID.canonical)
     storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
+    engine: str = ENGINE.field(default="replicas")
     replicas: int = REPLICAS.field()
 
     @property
@@ -275,12 +334,20 @@ class EvaluateConfig(Config):
         ),
     )
 
-    run_id: str = Param("", ANY_TEXT, "train run whose logged model is evaluated").field()
+    run_id: str = Param(
+        "", ANY_TEXT, "train run whose logged model is evaluated", roles=("design",)
+    ).field()
     model_uri: str = Param(
-        "", ANY_TEXT, "any MLflow model URI (runs:/…, models:/<name>@<alias>) instead of run_id"
+        "",
+        ANY_TEXT,
+        "any MLflow model URI (runs:/…, models:/<name>@<alias>) instead of run_id",
+        roles=("design",),
     ).field()
     baseline_run_id: str = Param(
-        "", STRIPPED, "compare with this run's model on the identical test examples"
+        "",
+        STRIPPED,
+        "compare with this run's model on the identical test examples",
+        roles=("design",),
     ).field()
     dataset: str = DATASET.field(
         default="",

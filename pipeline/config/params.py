@@ -9,6 +9,7 @@ DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
 LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace
 RECIPES = ("standard", "notebook")
 BACKENDS = ("tensorflow", "jax")  # Keras backends
+ENGINES = ("keras", "replicas", "population")  # pipeline.engines
 CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage URLs
 # numpy takes seeds < 2**32: a train's; those derived from seed (+ trial number, + k) stay below
@@ -22,7 +23,6 @@ ANY_TEXT = Pattern(r"(?s).*", "any text", [])
 # parsing strips every value, so a padded name arrives trimmed: no invalid value to make
 STRIPPED = Pattern(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
 
-# train params a study's grid can vary (not the seed, the data or the compared rates)
 GRID_FACTORS = (
     "train_size",
     "epochs",
@@ -38,21 +38,31 @@ DATASET = Param(
     Options(DATASETS),
     "mnist_5k: 5,000 real MNIST digits and the MNIST test set, bundled (offline); mnist: "
     "the full 60,000 (downloaded once); fashion_mnist; digits: sklearn 8x8, tiny",
+    roles=("shape",),
 )
 DATA_DIR = Param(
     "",
     ExistingDir(),
     "local folder with the IDX (.gz or raw) or .npz files of mnist or fashion_mnist; "
     "empty: the built-in source",
+    roles=("shape",),
 )
-SEED = Param(0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split")
-ALPHA = Param(0.05, Interval(float, 0, 0.5, closed="neither"), "significance level of verdicts")
-STUDY_NAME = Param("", STRIPPED, "parent run name")
+SEED = Param(
+    0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split", roles=("run",)
+)
+ALPHA = Param(
+    0.05,
+    Interval(float, 0, 0.5, closed="neither"),
+    "significance level of verdicts",
+    roles=("design",),
+)
+STUDY_NAME = Param("", STRIPPED, "parent run name", roles=("design",))
 REGISTER_AS = Param(
     "",
     Pattern(r"[\w.-]*", "empty or a model name of letters, digits, _ . -", ["a b", "x/y"]),
     f"register the model under this name with alias {CHAMPION_ALIAS!r} "
     f"(models:/<name>@{CHAMPION_ALIAS}); empty: do not register",
+    roles=("resumable", "design"),
 )
 STORAGE = Param(
     "",
@@ -62,23 +72,48 @@ STORAGE = Param(
         ["redis://x", "journal:"],
     ),
     "Optuna storage; empty: a journal file beside the local tracking store",
+    roles=("execution",),
 )
 HEARTBEAT_INTERVAL = Param(
-    30, POSITIVE, "RDB storage: seconds between a running trial's heartbeats"
+    30,
+    POSITIVE,
+    "RDB storage: seconds between a running trial's heartbeats",
+    roles=("resumable", "execution"),
 )
 GRACE_PERIOD = Param(
-    90, POSITIVE, "RDB storage: a trial silent this many seconds is marked FAIL and retried"
+    90,
+    POSITIVE,
+    "RDB storage: a trial silent this many seconds is marked FAIL and retried",
+    roles=("resumable", "execution"),
 )
 TRAIN_SIZE = Param(
-    0, NON_NEGATIVE, "training examples kept (stratified) after the validation split; 0: all"
+    0,
+    NON_NEGATIVE,
+    "training examples kept (stratified) after the validation split; 0: all",
+    roles=("shape", "grid"),
 )
-MAX_NORM = Param(0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off")
+MAX_NORM = Param(
+    0.0,
+    NON_NEGATIVE_FLOAT,
+    "max-norm of each hidden unit's incoming weights; 0: off",
+    roles=("shape", "grid"),
+)
 REPLICAS = Param(
-    10, POSITIVE, "the most runs of one shape trained together as one model; 1: one at a time"
+    10,
+    POSITIVE,
+    "the most runs of one shape trained together as one model; 1: one at a time",
+    roles=("resumable", "execution"),
 )
 DATA_DIR_RULE = Rule(
     "data_dir",
     f"empty for datasets other than {LOCAL_DATASETS}",
     lambda c: not c.data_dir or c.dataset in LOCAL_DATASETS,
     {"dataset": "digits", "data_dir": "."},
+)
+ENGINE = Param(
+    "keras",
+    Options(ENGINES),
+    "keras: one model.fit per run (backend trains it); replicas: up to `replicas` runs of one "
+    "shape as one Keras model; population: up to `replicas` runs as one JAX program per epoch",
+    roles=("shape",),
 )

@@ -218,17 +218,53 @@ class ListOf(Constraint):
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter's default, constraint and help; `field()` declares it in a config."""
+    """One parameter's default, constraint, help and roles; `field()` declares it in a config.
+
+    Roles say what the code does with a field, so that each list of fields follows from the
+    declarations (see ROLES)."""
 
     default: Any
     constraint: Constraint
     help: str
+    roles: tuple[str, ...] = ()
     parse: Callable[[str], Any] | None = None  # None: by the field's type (PARSERS)
+
+    def __post_init__(self):
+        unknown = set(self.roles) - set(ROLES)
+        if not self.roles or unknown:
+            raise ValueError(f"a Param needs roles from {sorted(ROLES)}, not {self.roles}")
 
     def field(self, **changes):
         spec = dataclasses.replace(self, **changes)
-        metadata = {"constraint": spec.constraint, "help": spec.help, "parse": spec.parse}
+        metadata = {
+            "constraint": spec.constraint,
+            "help": spec.help,
+            "parse": spec.parse,
+            "roles": spec.roles,
+        }
         return dataclasses.field(default=spec.default, metadata=metadata)
+
+
+ROLES = {
+    "shape": "runs trained together as one population or replica model must share it",
+    "run": "it may differ between the runs trained together (their seed, rates)",
+    "grid": "a study's grid may vary it",
+    "design": "it defines what a study, search or evaluation computes (its identity)",
+    "resumable": "a resumed search may change it: it does not change what a trial computes",
+    "execution": "how or where it runs, not what it computes: no part of a study's identity",
+}
+
+
+def fields_with_role(config_class: type, role: str) -> tuple[str, ...]:
+    """The names of a config's fields that have `role`, in declaration order."""
+    return tuple(
+        field.name for field in dataclasses.fields(config_class) if role in field.metadata["roles"]
+    )
+
+
+def role_key(config, role: str) -> tuple:
+    """The values of a config's fields that have `role`: equal keys, equal in that role."""
+    return tuple(getattr(config, name) for name in fields_with_role(type(config), role))
 
 
 @dataclass(frozen=True)

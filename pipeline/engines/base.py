@@ -35,13 +35,14 @@ class TrainingDiverged(RuntimeError):
 @dataclass(eq=False)
 class Member:
     """One train run for an engine: its config, its seed's data, its run's tags, the epochs at
-    which to score the test set, and why it stopped early (empty while it trains)."""
+    which to score the test set, why it stopped early (empty while it trains) and its run."""
 
     config: TrainConfig
     dataset: Dataset
     tags: dict[str, str] = field(default_factory=dict)
     score_epochs: tuple[int, ...] = ()
     stopped: str = ""
+    run_id: str = ""  # the run that logs it, once the experiment has created it
 
     @property
     def spec(self) -> ModelSpec:
@@ -61,8 +62,10 @@ def model_spec(config: TrainConfig, dataset: Dataset) -> ModelSpec:
 
 
 class Engine(Protocol):
-    """Trains members; `name` tags their runs (engines draw different random streams)."""
+    """Trains members; `name` and `device` tag their runs (engines draw different random
+    streams; a device, e.g. "cpu x2" or "NVIDIA H200", says where they trained)."""
 
     name: str
+    device: str
 
     def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]: ...

@@ -53,14 +53,14 @@ def _gathered(x_all, y_all, firsts: np.ndarray, orders: np.ndarray, batch_size: 
 
 
 def validation_data(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], batch_size: int):
-    """`fit`'s validation data: each replica's examples in order, as `training_data` gives
+    """`fit`'s validation data: each replica's examples in order, as `replica_batches` gives
     them (with TensorFlow, cast in the input pipeline as well)."""
     orders = np.repeat(np.arange(len(images[0]), dtype=np.int32)[:, None], len(images), axis=1)
-    data = training_data(replica_arrays(images, labels), orders, batch_size)
+    data = replica_batches(replica_arrays(images, labels), orders, batch_size)
     return data["x"] if "y" not in data else (data["x"], data["y"])
 
 
-def training_data(arrays: tuple, orders: np.ndarray, batch_size: int) -> dict:
+def replica_batches(arrays: tuple, orders: np.ndarray, batch_size: int) -> dict:
     """`fit`'s training data for one epoch of `orders` (from `epoch_orders`)."""
     if keras.backend.backend() == "tensorflow":
         return {"x": _gathered(*arrays, orders, batch_size), "shuffle": False}

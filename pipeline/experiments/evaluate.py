@@ -18,7 +18,11 @@ from pipeline.analysis import figures, scoring, significance
 from pipeline.config.entry_points import EvaluateConfig, ModelDataConfig
 from pipeline.config.params import CHAMPION_ALIAS
 from pipeline.data.datasets import Dataset, load_dataset
-from pipeline.experiments.train import log_classification_artifacts, log_dataset, predict_and_score
+from pipeline.tracking.train_run import (
+    log_classification_artifacts,
+    log_dataset,
+    predict_and_score,
+)
 
 MISCLASSIFIED_SHOWN = 25
 
@@ -82,7 +86,7 @@ def _data_config(config: EvaluateConfig, source: LoadedModel) -> ModelDataConfig
     return ModelDataConfig.from_strings({**shared, "dataset": dataset, "data_dir": data_dir})
 
 
-def _check_fits(loaded: LoadedModel, dataset: Dataset, option: str):
+def _check_takes_data(loaded: LoadedModel, dataset: Dataset, option: str):
     """The model takes this dataset's images and predicts its classes."""
     model_shape = tuple(loaded.model.input_shape[1:])
     classes = loaded.model.output_shape[-1]
@@ -235,11 +239,11 @@ def evaluate(config: EvaluateConfig) -> EvaluateResult:
     if config.baseline_run_id:
         baseline = _load("", config.baseline_run_id, "baseline_run_id")
     dataset = load_dataset(_data_config(config, model))
-    _check_fits(model, dataset, option)
+    _check_takes_data(model, dataset, option)
     scores = [_score(model, dataset)]
     if baseline is not None:
         _check_baseline_data(baseline, config, dataset)
-        _check_fits(baseline, dataset, "baseline_run_id")
+        _check_takes_data(baseline, dataset, "baseline_run_id")
         scores.append(_score(baseline, dataset))
 
     name = f"evaluate-{model.name}" + (f"-vs-{baseline.name}" if baseline else "")

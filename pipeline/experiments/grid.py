@@ -22,7 +22,7 @@ from pipeline.analysis import regime_map
 from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import cell_label, cells, level_text
 from pipeline.data.datasets import load_dataset, seed_datasets
-from pipeline.engines.replicas import check_fits
+from pipeline.engines.memory import check_fits
 from pipeline.experiments.coordination import ParentRun, shared_study
 from pipeline.experiments.study import SeedResult, log_results, run_configs, study_key
 from pipeline.experiments.train import TrainingDiverged
@@ -58,7 +58,7 @@ def check_data(config: StudyConfig, grid_cells: list[dict]):
                 raise
             must_be = f"a grid whose {error.name} levels are each {error.must_be}"
             raise config.invalid("grid", must_be, config.grid) from None
-        check_fits(config.replicas, dataset, config)
+        check_fits(config.replicas, len(config.named_configs) * config.seeds, dataset, config)
 
 
 def cost(config: StudyConfig, grid_cells: list[dict]) -> str:
@@ -158,15 +158,15 @@ def log_map(
     table = regime_map.regime_table(
         factors, cell_results, names, config.alpha, config.seed, diverged
     )
-    text = "\n\n".join(regime_map.findings(config, factors, table))
+    text = "\n\n".join(regime_map.map_findings(config, factors, table))
     title = (
         f"{config.name}: test accuracy, candidate - reference (points)\n"
         f"mean [95% CI] and Holm-corrected verdict over {config.seeds} paired seeds"
     )
     figure = regime_map.regime_figure(table, factors, title)
     tracking.log_text(table.to_csv(index=False), "regime_map.csv")
-    tracking.log_text(regime_map.report_markdown(text, table), "report.md")
-    tracking.log_text(regime_map.report_html(text, table, figure), "report.html")
+    tracking.log_text(regime_map.map_report_markdown(text, table), "report.md")
+    tracking.log_text(regime_map.map_report_html(text, table, figure), "report.html")
     tracking.log_figure(figure, "regime_map.png")
     tracking.set_description(text)
     return text

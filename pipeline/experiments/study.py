@@ -12,52 +12,42 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pipeline import tracking
-from pipeline.analysis import figures, significance
-from pipeline.analysis.reports import report_html, report_markdown
-from pipeline.config.entry_points import StudyConfig, TrainConfig, format_param
-from pipeline.data.datasets import Dataset, seed_datasets
-from pipeline.engines.replicas import Member, check_fits, train_members
+from pipeline.analysis import figures
+from pipeline.analysis.paired import (
+    COMPARED_METRICS,
+    CURVES,
+    SUMMARY_METRICS,
+    SeedResult,
+    comparison_table,
+    curve_arrays,
+    seed_result,
+    study_answer,
+    summary_table,
+)
+from pipeline.analysis.reports import study_report_html, study_report_markdown
+from pipeline.config.entry_points import StudyConfig, TrainConfig
+from pipeline.config.validation import fields_with_role
+from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
+from pipeline.engines.base import Member
+from pipeline.engines.memory import check_fits
+from pipeline.experiments.train import train_members
 from pipeline.tracking import store
 
-CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
-SUMMARY_METRICS = (
-    "test_accuracy",
-    "test_macro_f1",
-    "final_generalization_gap",
-    "best_epoch",
-    "test_tied_top_fraction",
-)
-COMPARED_METRICS = ("test_accuracy", "test_macro_f1")
-
-
-@dataclass
-class SeedResult:
-    config: str
-    seed: int
-    metrics: dict[str, float]
-    history: dict[str, list[float]]
+TITLE = "Does dropout help?"
 
 
 def study_key(config: StudyConfig) -> str:
-    """Identifies a study by its params: the same params find the same parent run (all but the
-    storage, which workers of one grid may reach by different URLs)."""
-    params = {key: value for key, value in config.to_params().items() if key != "storage"}
+    """Identifies a study by its params: the same params find the same parent run (all but how
+    it runs: the storage, which workers of one grid may reach by different URLs, or how many
+    runs train together)."""
+    execution = fields_with_role(StudyConfig, "execution")
+    params = {key: value for key, value in config.to_params().items() if key not in execution}
     return hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:16]
-
-
-def seed_result(name: str, seed: int, metrics: dict, history: dict) -> SeedResult:
-    val_accuracy = history["val_accuracy"]
-    summary = {key: metrics[key] for key in SUMMARY_METRICS if key in metrics}
-    summary["final_generalization_gap"] = history["generalization_gap"][-1]
-    summary["best_epoch"] = float(np.argmax(val_accuracy) + 1)
-    return SeedResult(name, seed, summary, history)
 
 
 def finished_result(name: str, seed: int, parent_run_id: str, tags: dict) -> SeedResult | None:
@@ -100,105 +90,6 @@ def run_configs(
     return results
 
 
-def summary_table(configs: dict[str, TrainConfig], results: list[SeedResult]) -> pd.DataFrame:
-    """Per config: mean, std and 95% t-interval of each summary metric over seeds (NaN std and
-    interval for one seed)."""
-    rows = []
-    for name, config in configs.items():
-        rates = config.dropout_rates
-        row = {"config": name, "dropout_rates": format_param(rates)}
-        row["mean_rate"] = float(np.mean(rates))
-        for metric in SUMMARY_METRICS:
-            values = [result.metrics[metric] for result in results if result.config == name]
-            mean, low, high = significance.mean_confidence_interval(values)
-            row.update(
-                {
-                    f"{metric}_mean": mean,
-                    f"{metric}_std": float(np.std(values, ddof=1)) if len(values) > 1 else np.nan,
-                    f"{metric}_ci95_low": low,
-                    f"{metric}_ci95_high": high,
-                }
-            )
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def comparison_table(
-    names: Sequence[str], results: list[SeedResult], alpha: float, seed: int
-) -> pd.DataFrame:
-    """Every pair of configs (the later one against the earlier), paired by seed; `seed` seeds
-    the bootstrap."""
-    by_config = {
-        name: sorted((r for r in results if r.config == name), key=lambda r: r.seed)
-        for name in names
-    }
-    rows = []
-    for reference, candidate in itertools.combinations(by_config, 2):
-        for metric in COMPARED_METRICS:
-            comparison = significance.paired_comparison(
-                [r.metrics[metric] for r in by_config[reference]],
-                [r.metrics[metric] for r in by_config[candidate]],
-                alpha=alpha,
-                seed=seed,
-            )
-            rows.append(
-                {"candidate": candidate, "reference": reference, "metric": metric, **comparison}
-            )
-    return pd.DataFrame(rows)
-
-
-def curve_arrays(names: Sequence[str], results: list[SeedResult]) -> dict:
-    return {
-        name: {
-            key: np.array([r.history[key] for r in results if r.config == name]) for key in CURVES
-        }
-        for name in names
-    }
-
-
-def findings(summary: pd.DataFrame, comparisons: pd.DataFrame) -> list[str]:
-    """The tables in plain words: one paragraph per compared pair on test accuracy, with its
-    verdict, then the tied top scores per config."""
-    rates = dict(zip(summary["config"], summary["dropout_rates"], strict=True))
-    accuracy = dict(zip(summary["config"], summary["test_accuracy_mean"], strict=True))
-    ties = dict(zip(summary["config"], summary["test_tied_top_fraction_mean"], strict=True))
-    paragraphs = []
-    for row in comparisons[comparisons["metric"] == "test_accuracy"].itertuples():
-        candidate, reference = row.candidate, row.reference
-        paragraphs.append(
-            f"Does **{candidate}** ({rates[candidate]}) beat **{reference}** "
-            f"({rates[reference]})? Mean test accuracy {accuracy[candidate]:.4f} vs "
-            f"{accuracy[reference]:.4f}; paired difference {row.mean_difference:+.4f} "
-            f"(95% CI t [{row.t_ci95_low:+.4f}, {row.t_ci95_high:+.4f}], bootstrap "
-            f"[{row.bootstrap_ci95_low:+.4f}, {row.bootstrap_ci95_high:+.4f}]), paired t-test "
-            f"p = {row.t_test_p_value:.3g}, Wilcoxon p = {row.wilcoxon_p_value:.3g}, "
-            f"Cohen's d_z = {row.cohens_dz:.2f}. Verdict: **{row.verdict}**."
-        )
-    paragraphs.append(
-        "Tied top scores (test images whose highest score is shared, decided by argmax's "
-        "first-index rule): "
-        + ", ".join(f"{name} {100 * share:.1f}%" for name, share in ties.items())
-        + "."
-    )
-    pairs = int(comparisons["n_pairs"].iloc[0])
-    if pairs <= 5:
-        paragraphs.append(
-            f"With {pairs} pairs the exact Wilcoxon test cannot go below "
-            f"p = {2 / 2**pairs:.4g}; the verdict uses the paired t-test."
-        )
-    return paragraphs
-
-
-def answer(config: StudyConfig, summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
-    """The study's result in plain words, under a line saying what was compared."""
-    heading = (
-        f"**Study `{config.name}`**: {config.dataset}, {config.recipe} recipe, {config.epochs} "
-        f"epochs, batch {config.batch_size}, {config.seeds} paired seeds "
-        f"({config.seed}…{config.seed + config.seeds - 1}), alpha {config.alpha}."
-    )
-    return "\n\n".join([heading, *findings(summary, comparisons)])
-
-
 def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: str = ""):
     """Per config the mean and CI of each summary metric, per pair the paired difference and
     p-value: metrics of the active run, named `<prefix><config>_…`."""
@@ -217,23 +108,55 @@ def log_table_metrics(summary: pd.DataFrame, comparisons: pd.DataFrame, prefix: 
         )
 
 
+def seed_differences(names: list[str], results: list[SeedResult]) -> dict:
+    """Per compared pair (the later config against the earlier) and metric, each seed's
+    candidate - reference difference in points, keyed (candidate, reference, metric)."""
+    metrics = {(r.config, r.seed): r.metrics for r in results}
+    seeds = sorted({r.seed for r in results})
+    return {
+        (candidate, reference, metric): 100
+        * np.array([metrics[candidate, s][metric] - metrics[reference, s][metric] for s in seeds])
+        for reference, candidate in itertools.combinations(names, 2)
+        for metric in COMPARED_METRICS
+    }
+
+
+def report_comparisons(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The comparisons as the report reads them (points, seeds, the four verdict words): the
+    table as it is once it has those columns, else today's columns renamed and scaled."""
+    if "seeds" in comparisons:
+        return comparisons
+    return comparisons.assign(
+        seeds=comparisons["n_pairs"],
+        mean_difference=100 * comparisons["mean_difference"],
+        ci95_low=100 * comparisons["t_ci95_low"],
+        ci95_high=100 * comparisons["t_ci95_high"],
+        p_value=comparisons["t_test_p_value"],
+        verdict=comparisons["verdict"].replace("no detectable difference", "undecided"),
+    )
+
+
 def log_results(
     config: StudyConfig, configs: dict[str, TrainConfig], results: list[SeedResult]
 ) -> str:
     summary = summary_table(configs, results)
     comparisons = comparison_table(list(configs), results, config.alpha, config.seed)
-    text = answer(config, summary, comparisons)
+    text = study_answer(config, summary, comparisons)
     curves_figure = figures.learning_curve_bands_figure(
         curve_arrays(list(configs), results), f"{config.name}: mean ± std over {config.seeds} seeds"
     )
-    tracking.log_text(report_html(text, summary, comparisons, curves_figure), "report.html")
+    shown = report_comparisons(comparisons)
+    differences = seed_differences(list(configs), results)
+    tracking.log_text(
+        study_report_html(TITLE, text, summary, shown, differences, curves_figure), "report.html"
+    )
     tracking.log_figure(curves_figure, "learning_curves.png")
     if len(configs) >= 3:
         tracking.log_figure(figures.dose_response_figure(summary), "dose_response.png")
     tracking.log_text(summary.to_csv(index=False), "summary.csv")
     tracking.log_text(summary.to_markdown(index=False, floatfmt=".4f"), "summary.md")
     tracking.log_text(comparisons.to_csv(index=False), "comparisons.csv")
-    tracking.log_text(report_markdown(text, summary, comparisons), "report.md")
+    tracking.log_text(study_report_markdown(TITLE, text, summary, shown), "report.md")
     log_table_metrics(summary, comparisons)
     tracking.set_description(text)
     return text
@@ -260,8 +183,9 @@ def study(config: StudyConfig) -> str:
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     seeds = range(config.seed, config.seed + config.seeds)
     # a train_size the data cannot give: exit 2 naming study's param, before any run exists
+    runs = len(config.named_configs) * config.seeds
+    check_fits(config.replicas, runs, load_dataset(config), config)
     datasets = seed_datasets(config, seeds)
-    check_fits(config.replicas, datasets[config.seed], config)
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }

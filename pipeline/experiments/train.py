@@ -1,34 +1,30 @@
-"""One training run: data -> model -> fit with per-epoch tracking -> test metrics and artifacts."""
+"""Train runs: members trained by an engine (`pipeline.engines`), each logged by a `TrainRun`.
+
+`train` is the train entry point's one run (the active run, or `mlflow run`'s); `train_members`
+trains a study's or a trial's members as child runs of a parent, `replicas` of one shape per
+engine call. Either way the engine reports every epoch here, where each run logs it, stops when
+its loss is not finite, and the hooks (e.g. Optuna's pruning report) see the live members'
+metrics; a signal that arrived meanwhile is raised at the epoch's end.
+"""
 
 from __future__ import annotations
 
-import math
-import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import keras
-import numpy as np
 
 from pipeline import lifecycle, tracking
-from pipeline.analysis import figures, scoring
 from pipeline.config.entry_points import TrainConfig
+from pipeline.config.validation import role_key
 from pipeline.data.datasets import Dataset, load_dataset
-from pipeline.engines.base import model_spec
-from pipeline.models.mlp import STEPS_PER_EXECUTION, build_model
+from pipeline.engines.base import Engine, Member, OnEpoch, TrainingDiverged
+from pipeline.tracking.train_run import KILLED_ON, TrainRun
 
-if TYPE_CHECKING:
-    import tensorflow as tf
+__all__ = ["TrainingDiverged"]
 
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-PREDICT_BATCH_SIZE = 1024
-
-EpochHook = Callable[[int, dict[str, float]], None]
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+EpochHook = Callable[[int, dict[int, dict[str, float]]], None]  # epoch, live members' metrics
 
 
 @dataclass
@@ -38,148 +34,55 @@ class TrainResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
 
 
-class EpochLogger(keras.callbacks.Callback):
-    """Logs each epoch's metrics once, at step = epoch number (1-based), prints a progress line,
-    stops on a non-finite loss, calls the hooks (e.g. Optuna's pruning report) and then raises
-    the interrupt of a signal that arrived meanwhile."""
+def engine_for(name: str) -> Engine:
+    """The engine of the `engine` param, imported when first used."""
+    if name == "keras":
+        from pipeline.engines.keras_engine import KerasEngine
 
-    def __init__(self, epochs: int, hooks: Sequence[EpochHook] = ()):
-        super().__init__()
-        self.epochs = epochs
-        self.hooks = hooks
-        self.history: dict[str, list[float]] = {}
-        self.divergence = ""
+        return KerasEngine()
+    if name == "replicas":
+        from pipeline.engines.replicas import ReplicaEngine
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+        return ReplicaEngine()
+    from pipeline.engines.population import PopulationEngine
 
-    def on_epoch_end(self, epoch, logs=None):
-        step = epoch + 1
-        metrics = {name: float(logs[name]) for name in EPOCH_METRICS}
-        metrics["generalization_gap"] = metrics["val_loss"] - metrics["loss"]
-        metrics["epoch_seconds"] = time.perf_counter() - self.started
-        for name, value in metrics.items():
-            self.history.setdefault(name, []).append(value)
-        tracking.log_metrics(metrics, step=step)
-        print(
-            f"epoch {step}/{self.epochs}  loss {metrics['loss']:.4f}  "
-            f"accuracy {metrics['accuracy']:.4f}  val_loss {metrics['val_loss']:.4f}  "
-            f"val_accuracy {metrics['val_accuracy']:.4f}  {metrics['epoch_seconds']:.1f}s",
-            flush=True,
+    return PopulationEngine()
+
+
+def _progress(epoch: int, epochs: int, metrics: dict[int, dict[str, float]]) -> str:
+    """One line per epoch: a run's metrics, or a group's runs and their val_accuracy range."""
+    if len(metrics) == 1:
+        [m] = metrics.values()
+        return (
+            f"epoch {epoch}/{epochs}  loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  "
+            f"val_loss {m['val_loss']:.4f}  val_accuracy {m['val_accuracy']:.4f}  "
+            f"{m['epoch_seconds']:.1f}s"
         )
-        if not math.isfinite(metrics["loss"]):
-            self.divergence = f"loss became {metrics['loss']} at epoch {step}"
-            self.model.stop_training = True
-            return
-        for hook in self.hooks:
-            hook(step, metrics)
-        lifecycle.raise_pending()  # a signal during the epoch stops training here
-
-
-def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
-    """The splits as MLflow dataset inputs, each with a digest of its content; a train split
-    cut to `train_size` is named with its size (`fashion_mnist-train-1000`)."""
-    for context in contexts:
-        x, y = dataset.splits[context]
-        digest = dataset.digests[context]
-        size = f"-{dataset.train_size}" if context == "train" and dataset.train_size else ""
-        name = f"{dataset.name}-{context}{size}"
-        tracking.log_dataset_split(x, y, name, dataset.source, digest, context)
-
-
-def batches(
-    x: np.ndarray,
-    y: np.ndarray | None = None,
-    batch_size: int = PREDICT_BATCH_SIZE,
-    seed: int | None = None,
-) -> tf.data.Dataset:
-    """TensorFlow's input: batches of (x, y), or of (x,), in order or, given a seed, shuffled
-    anew each epoch (the same orders for the same seed), each gathered by a batch of indices.
-    No autotuning: its threads made dropping each epoch's iterator stall ~1 s at random epochs on
-    2 cores. No parallel map: under op determinism TF 2.21 makes it sequential and logs an error
-    line ("NodeDef mentions attribute use_unbounded_threadpool"), for Keras' array batches too,
-    hence `in_order`."""
-    import tensorflow as tf
-
-    arrays = tuple(tf.constant(array) for array in (x, y) if array is not None)
-    order = tf.data.Dataset.range(len(x))
-    if seed is not None:
-        order = order.shuffle(len(x), seed, reshuffle_each_iteration=True)
-    gathered = order.batch(batch_size).map(
-        lambda indices: tuple(tf.gather(array, indices) for array in arrays)
+    accuracies = [m["val_accuracy"] for m in metrics.values()]
+    return (
+        f"epoch {epoch}/{epochs}  {len(metrics)} runs  val_accuracy {min(accuracies):.4f} to "
+        f"{max(accuracies):.4f}"
     )
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return gathered.prefetch(1).with_options(options)
 
 
-def training_data(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> dict:
-    """`fit`'s training data arguments: batches of `batch_size`, shuffled anew each epoch, by
-    `batches` with TensorFlow, by Keras with JAX (from the seed `train` sets)."""
-    if keras.backend.backend() == "tensorflow":
-        return {"x": batches(x, y, batch_size, seed), "shuffle": False}
-    return {"x": x, "y": y, "batch_size": batch_size, "shuffle": True}
+def epoch_logger(
+    runs: Sequence[TrainRun], members: Sequence[Member], hooks: Sequence[EpochHook]
+) -> OnEpoch:
+    """The engine's callback: each run logs its epoch; a non-finite loss stops its member; the
+    hooks see the live members; then a pending signal is raised (a safe point)."""
 
+    def on_epoch(epoch: int, metrics: dict[int, dict[str, float]]):
+        for index, values in metrics.items():
+            members[index].stopped = runs[index].epoch(epoch, values)
+        live = {index: values for index, values in metrics.items() if not members[index].stopped}
+        if metrics:
+            print(_progress(epoch, members[0].config.epochs, metrics), flush=True)
+        if live:
+            for hook in hooks:
+                hook(epoch, live)
+        lifecycle.raise_pending()
 
-def in_order(x: np.ndarray, y: np.ndarray | None = None) -> tuple:
-    """The data of `predict` and `evaluate` (and `fit`'s `validation_data`), in order: `batches`
-    with TensorFlow, the arrays with JAX (pass `batch_size=PREDICT_BATCH_SIZE` for them)."""
-    if keras.backend.backend() == "tensorflow":
-        return (batches(x, y),)
-    return (x,) if y is None else (x, y)
-
-
-def steps_per_execution(n_examples: int, batch_size: int) -> int:
-    """TensorFlow runs a whole epoch per call (a graph while-loop: ~10% faster epochs than 32
-    steps per call, the same numbers); JAX unrolls the steps of a call into one XLA program,
-    so it keeps the model's 32."""
-    if keras.backend.backend() == "tensorflow":
-        return math.ceil(n_examples / batch_size)
-    return STEPS_PER_EXECUTION
-
-
-def config_model(
-    config: TrainConfig, dataset: Dataset, steps: int = STEPS_PER_EXECUTION
-) -> keras.Model:
-    """The config's model for the dataset's images and classes (`build_model`)."""
-    return build_model(model_spec(config, dataset), config.learning_rate, steps)
-
-
-def predict_and_score(
-    model: keras.Model, x: np.ndarray, y: np.ndarray
-) -> tuple[np.ndarray, dict[str, float]]:
-    """Class probabilities of images `x` and the `test_*` metrics against labels `y`."""
-    data = in_order(x.astype("float32"), y)  # predict takes the images of its first item
-    probabilities = model.predict(data[0], batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    loss, _ = model.evaluate(*data, batch_size=PREDICT_BATCH_SIZE, verbose=0)
-    return probabilities, {
-        "test_loss": float(loss),
-        **scoring.score_predictions(y, probabilities),
-    }
-
-
-def log_test_results(model: keras.Model, dataset: Dataset, title: str) -> dict[str, float]:
-    probabilities, metrics = predict_and_score(model, dataset.x_test, dataset.y_test)
-    tracking.log_metrics(metrics)
-    log_classification_artifacts(dataset.y_test, probabilities, dataset.class_names, title)
-    tracking.log_keras_model(model, dataset.x_test[:5].astype("float32"), probabilities[:5])
-    return metrics
-
-
-def log_classification_artifacts(
-    y_true: np.ndarray, probabilities: np.ndarray, class_names: tuple[str, ...], title: str
-):
-    """The classification report (txt, json) and confusion matrix (csv, png) of the active run."""
-    y_pred = probabilities.argmax(axis=1)
-    text, report = scoring.classification_report(y_true, y_pred, class_names)
-    tracking.log_text(text, "classification_report.txt")
-    tracking.log_dict(report, "classification_report.json")
-    table = scoring.confusion_matrix_table(y_true, y_pred, class_names)
-    tracking.log_text(table.to_csv(), "confusion_matrix.csv")
-    tracking.log_figure(
-        figures.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
-        "confusion_matrix.png",
-    )
+    return on_epoch
 
 
 def train(
@@ -188,9 +91,9 @@ def train(
     parent_run_id: str | None = None,
     epoch_hooks: Sequence[EpochHook] = (),
     tags: dict[str, str] | None = None,
-    killed_on: tuple[type[BaseException], ...] = (KeyboardInterrupt,),
+    killed_on: tuple[type[BaseException], ...] = KILLED_ON,
 ) -> TrainResult:
-    """Train one model as one MLflow run and return its history and test metrics."""
+    """Train one model as the active MLflow run and return its history and test metrics."""
     if config.backend != keras.backend.backend():  # Keras fixes it at its first import
         raise config.invalid(
             "backend",
@@ -198,40 +101,93 @@ def train(
             "KERAS_BACKEND before importing keras, or use the CLI",
             config.backend,
         )
-    dataset = dataset or load_dataset(config)
-    run_tags = {
-        "entry_point": "train",
-        "recipe": config.recipe,
-        "dataset": config.dataset,
-        "data_source": dataset.source,
-        "data_sha256": dataset.sha256,
-        **(tags or {}),
-    }
+    member = Member(config, dataset or load_dataset(config), tags or {})
+    engine = engine_for(config.engine)
     experiment = tracking.experiment_name(config.dataset)
-    with tracking.run(config.run_name, experiment, run_tags, parent_run_id, killed_on) as run_id:
-        tracking.log_params(config.to_params())
-        log_dataset(dataset)
-        keras.backend.clear_session()  # a fresh graph per run: no retracing across runs
-        keras.utils.set_random_seed(config.seed)
-        model = config_model(
-            config, dataset, steps_per_execution(len(dataset.x_train), config.batch_size)
-        )
-        logger = EpochLogger(config.epochs, epoch_hooks)
-        model.fit(
-            **training_data(
-                dataset.x_train.astype("float32"), dataset.y_train, config.batch_size, config.seed
-            ),
-            validation_data=in_order(dataset.x_val.astype("float32"), dataset.y_val),
-            validation_batch_size=PREDICT_BATCH_SIZE,
-            epochs=config.epochs,
-            callbacks=[logger],
-            verbose=0,
-        )
-        if logger.divergence:
-            raise TrainingDiverged(logger.divergence)
-        tracking.log_figure(
-            figures.learning_curves_figure(logger.history, config.run_name),
-            "learning_curves.png",
-        )
-        test_metrics = log_test_results(model, dataset, config.run_name)
-    return TrainResult(run_id, logger.history, test_metrics)
+    with tracking.run(config.run_name, experiment, {}, parent_run_id, killed_on) as run_id:
+        run = TrainRun(run_id, config, member.dataset)
+        run.begin(engine.name, engine.device, member.tags)
+        member.run_id = run_id
+        [weights] = engine.fit([member], epoch_logger([run], [member], epoch_hooks))
+        if member.stopped:
+            raise TrainingDiverged(member.stopped)
+        run.finish(member.spec, weights)
+    return TrainResult(run_id, run.history, run.test_metrics)
+
+
+def groups(members: Sequence[Member], size: int) -> list[list[Member]]:
+    """Members of the same shape (the fields whose role is `shape`) in groups of at most
+    `size`, in their order."""
+    by_shape: dict[tuple, list[Member]] = {}
+    for member in members:
+        by_shape.setdefault(role_key(member.config, "shape"), []).append(member)
+    return [
+        same[start : start + size]
+        for same in by_shape.values()
+        for start in range(0, len(same), size)
+    ]
+
+
+def _begin_children(group: Sequence[Member], parent_run_id: str, engine: Engine) -> list:
+    """A child run per member, created by id, its params and tags logged."""
+    group_tag = {"replica_group": uuid.uuid4().hex[:12]} if len(group) > 1 else {}
+    runs = []
+    for member in group:
+        name = member.config.run_name
+        run = TrainRun(tracking.create_run(parent_run_id, name, {}), member.config, member.dataset)
+        run.begin(engine.name, engine.device, {**member.tags, **group_tag})
+        member.run_id = run.run_id
+        runs.append(run)
+    return runs
+
+
+def train_group(
+    group: Sequence[Member],
+    parent_run_id: str,
+    engine: Engine,
+    epoch_hooks: Sequence[EpochHook] = (),
+    killed_on: tuple[type[BaseException], ...] = KILLED_ON,
+) -> list[TrainResult | None]:
+    """One engine call: the members (one shape) as child runs; None for a member that stopped
+    (its run ended FAILED with the reason)."""
+    runs = _begin_children(group, parent_run_id, engine)
+    try:
+        weights = engine.fit(group, epoch_logger(runs, group, epoch_hooks))
+        results = []
+        for run, member, trained in zip(runs, group, weights, strict=True):
+            if member.stopped:
+                run.end(TrainingDiverged(member.stopped))
+                results.append(None)
+                continue
+            with tracking.continued(run.run_id, killed_on):
+                run.finish(member.spec, trained)
+            results.append(TrainResult(run.run_id, run.history, run.test_metrics))
+    except BaseException as error:
+        for run, member in zip(runs, group, strict=True):
+            if tracking.is_running(run.run_id):
+                run.end(TrainingDiverged(member.stopped) if member.stopped else error, killed_on)
+        raise
+    return results
+
+
+def train_members(
+    members: Sequence[Member],
+    parent_run_id: str,
+    replicas: int,
+    epoch_hooks: Sequence[EpochHook] = (),
+    killed_on: tuple[type[BaseException], ...] = KILLED_ON,
+) -> list[TrainResult]:
+    """Each member as a child run, `replicas` of one shape per engine call (the keras engine
+    trains one at a time); results in the members' order. Raises TrainingDiverged, naming every
+    member whose loss stopped being finite, once all have trained."""
+    engine = engine_for(members[0].config.engine) if members else None
+    size = 1 if engine is None or engine.name == "keras" else replicas
+    results = {}
+    for group in groups(members, size):
+        trained = train_group(group, parent_run_id, engine, epoch_hooks, killed_on)
+        results.update(zip(map(id, group), trained, strict=True))
+    diverged = [member for member in members if member.stopped]
+    if diverged:
+        reasons = "; ".join(dict.fromkeys(member.stopped for member in diverged))  # each once
+        raise TrainingDiverged(f"{len(diverged)} of {len(members)} runs: {reasons}")
+    return [results[id(member)] for member in members]

@@ -24,9 +24,10 @@ from pipeline import tracking
 from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
 from pipeline.config.params import CHAMPION_ALIAS
 from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
-from pipeline.engines.replicas import Member, check_fits, train_group
+from pipeline.engines.base import Member
+from pipeline.engines.memory import check_fits
 from pipeline.experiments.coordination import ParentRun, shared_study
-from pipeline.experiments.train import TrainResult, train
+from pipeline.experiments.train import TrainResult, train_members
 from pipeline.experiments.tune_results import (
     best_rates,
     compare_on_fresh_seeds,
@@ -112,27 +113,19 @@ def report(trial: optuna.Trial, value: float, epoch: int, tag_runs: Callable[[di
 def train_trial(
     trial: optuna.Trial, members: list[Member], parent_run_id: str
 ) -> list[TrainResult]:
-    """The trial's config on each of its seeds, one child run each: one seed by `train`,
-    several as one replica model reporting their mean val_accuracy."""
-    killed_on = (KeyboardInterrupt, optuna.TrialPruned)
-    if len(members) == 1:
-        member = members[0]
-
-        def one(epoch: int, metrics: dict[str, float]):
-            report(trial, metrics["val_accuracy"], epoch, tracking.set_tags)
-
-        hooks = [one]
-        return [train(member.config, member.dataset, parent_run_id, hooks, member.tags, killed_on)]
+    """The trial's config on each of its seeds, one child run each, trained together; the
+    pruner sees their mean val_accuracy at each epoch."""
 
     def tag_members(tags: dict[str, str]):
         for member in members:
             tracking.tag_run(member.run_id, tags)
 
-    def mean(epoch: int, logged: list[dict[str, float]]):
-        value = float(np.mean([metrics["val_accuracy"] for metrics in logged]))
+    def mean(epoch: int, live: dict[int, dict[str, float]]):
+        value = float(np.mean([metrics["val_accuracy"] for metrics in live.values()]))
         report(trial, value, epoch, tag_members)
 
-    return train_group(members, parent_run_id, [mean], killed_on)
+    killed_on = (KeyboardInterrupt, optuna.TrialPruned)
+    return train_members(members, parent_run_id, len(members), [mean], killed_on)
 
 
 def objective(
@@ -206,8 +199,8 @@ def summarize(
 
 def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
-    widest = "trial_seeds" if config.trial_seeds > config.replicas else "replicas"
-    check_fits(getattr(config, widest), load_dataset(config), config, widest)  # before the rest
+    seeds = config.trial_seeds  # one seed's data is checked before every seed's is loaded
+    check_fits(seeds, seeds, load_dataset(config), config, "trial_seeds")
     datasets = seed_datasets(config, search_seeds(config))
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}

@@ -11,16 +11,15 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
-from pipeline.data.datasets import seed_datasets
-from pipeline.experiments.study import (
+from pipeline.analysis.paired import (
     COMPARED_METRICS,
     comparison_table,
-    findings,
-    log_table_metrics,
-    run_configs,
+    pair_findings,
     summary_table,
 )
+from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
+from pipeline.data.datasets import seed_datasets
+from pipeline.experiments.study import log_table_metrics, run_configs
 from pipeline.experiments.workers import FINISHED, SURPLUS_ATTR
 
 ALPHA = 0.05  # significance level of the fresh-seed verdicts
@@ -156,5 +155,5 @@ def describe_final(summary: pd.DataFrame, comparisons: pd.DataFrame, seeds: int)
     ]
     if not comparisons.empty:
         lines.append(f"\nPaired by seed, verdicts at alpha {ALPHA}:\n")
-        lines.append("\n\n".join(findings(summary, comparisons)))
+        lines.append("\n\n".join(pair_findings(summary, comparisons)))
     return "\n".join(lines)

@@ -24,8 +24,9 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from pipeline import tracking
-from pipeline.config.entry_points import ParameterError
+from pipeline.config.entry_points import ParameterError, TuneConfig
 from pipeline.config.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
+from pipeline.config.validation import fields_with_role
 from pipeline.lifecycle import is_alive, worker_id
 from pipeline.secrets import redact
 from pipeline.tracking import store
@@ -36,18 +37,6 @@ WORKER_ATTR = "worker"
 SURPLUS_ATTR = "surplus"
 PARENT_WAIT_SECONDS = 60
 PARAMS_ATTR = "params"  # the search params the study was created with
-# params that may change when a study is resumed: they do not change what a trial computes
-RESUMABLE_PARAMS = (
-    "n_trials",
-    "study_name",
-    "storage",
-    "heartbeat_interval",
-    "grace_period",
-    "timeout",
-    "final_seeds",
-    "register_as",
-    "replicas",
-)
 
 
 class _OneLineTrialFailures(logging.Filter):
@@ -184,7 +173,8 @@ def wait_for_parent_run(study: optuna.Study) -> str | None:
 def check_resumed(study: optuna.Study, params: dict[str, str], storage: str):
     """A new study remembers its search params; resuming one with other search params, or from
     a tracking store without its parent run, is a ParameterError naming what differs."""
-    search = {key: value for key, value in params.items() if key not in RESUMABLE_PARAMS}
+    resumable = fields_with_role(TuneConfig, "resumable")
+    search = {key: value for key, value in params.items() if key not in resumable}
     if PARAMS_ATTR not in study.user_attrs:  # a new study, or one older than this check
         study.set_user_attr(PARAMS_ATTR, search)
     known = study.user_attrs[PARAMS_ATTR]

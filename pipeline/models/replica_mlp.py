@@ -16,6 +16,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from pipeline.models.spec import ModelSpec
+
 
 class ReplicaDense(keras.layers.Layer):
     """K independent Dense layers: (K, batch, in) -> (K, batch, out), one batched matmul."""
@@ -134,31 +136,29 @@ class ReplicaAdam(keras.optimizers.Adam):
 
 
 def build_replica_model(
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    hidden_units: tuple[int, ...],
+    spec: ModelSpec,
     dropout_rates: Sequence[tuple[float, ...]],
     seeds: Sequence[int],
     learning_rates: Sequence[float],
-    recipe: str = "standard",
     steps_per_execution: int = 1,
-    max_norm: float = 0.0,
 ) -> keras.Model:
-    """One model of len(seeds) replicas; replica k has `dropout_rates[k]` (one per hidden
-    layer), `learning_rates[k]`, and draws its dropout masks from `seeds[k]`."""
+    """One model of len(seeds) replicas of the spec's shape (its own rates aside); replica k has
+    `dropout_rates[k]` (one per hidden layer), `learning_rates[k]`, and draws its dropout masks
+    from `seeds[k]`."""
+    input_shape, hidden_units = spec.input_shape, spec.hidden_units
     replicas = len(seeds)
     inputs = keras.Input(shape=(replicas, *input_shape))
     x = ops.reshape(inputs, (-1, replicas, int(np.prod(input_shape))))
     x = ops.transpose(x, (1, 0, 2))  # replica axis first: batched matmuls
-    if recipe == "standard":
+    if spec.scales_input:
         x = x / 255.0
     for layer, units in enumerate(hidden_units):
-        x = ReplicaDense(replicas, units, "relu", max_norm, name=f"dense_{layer}")(x)
+        x = ReplicaDense(replicas, units, "relu", spec.max_norm, name=f"dense_{layer}")(x)
         rates = [rates[layer] for rates in dropout_rates]
         layer_seeds = [seed * len(hidden_units) + layer for seed in seeds]
         x = ReplicaDropout(rates, layer_seeds, name=f"dropout_{layer}")(x)
-    activation = keras.activations.get("softmax" if recipe == "standard" else "sigmoid")
-    x = ReplicaDense(replicas, num_classes, name="output")(x)
+    activation = keras.activations.get(spec.output_activation)
+    x = ReplicaDense(replicas, spec.num_classes, name="output")(x)
     outputs = ops.transpose(x, (1, 0, 2))  # logits (batch, K, classes)
 
     def accuracy(y_true, logits):  # of the outputs: sigmoid's saturated ties count, as in train
@@ -177,22 +177,26 @@ def build_replica_model(
     return model
 
 
-def copy_replica_weights(replica_model: keras.Model, replica: int, model: keras.Model):
-    """Replica `replica`'s weights into `model`, a single MLP of the same layers
-    (`pipeline.models.mlp.build_model`): its Dense layers in order take the slices."""
-    replica_layers = [layer for layer in replica_model.layers if isinstance(layer, ReplicaDense)]
-    dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    for source, target in zip(replica_layers, dense_layers, strict=True):
-        target.set_weights([source.kernel.numpy()[replica], source.bias.numpy()[replica]])
+def _replica_layers(replica_model: keras.Model) -> list[ReplicaDense]:
+    return [layer for layer in replica_model.layers if isinstance(layer, ReplicaDense)]
 
 
-def set_replica_weights(replica_model: keras.Model, replica: int, model: keras.Model):
+def replica_weights(replica_model: keras.Model) -> list[list[np.ndarray]]:
+    """Each replica's weights in `build_model`'s order: kernel and bias of each Dense."""
+    arrays = [
+        array.numpy()
+        for layer in _replica_layers(replica_model)
+        for array in (layer.kernel, layer.bias)
+    ]
+    return [[array[replica] for array in arrays] for replica in range(len(arrays[0]))]
+
+
+def set_replica_weights(replica_model: keras.Model, replica: int, weights: list[np.ndarray]):
     """The inverse: a single MLP's weights (e.g. its seeded initial ones) into replica slot
     `replica`, so replica k starts where a model built with its seed starts."""
-    replica_layers = [layer for layer in replica_model.layers if isinstance(layer, ReplicaDense)]
-    dense_layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
-    for source, target in zip(dense_layers, replica_layers, strict=True):
-        kernel, bias = target.kernel.numpy(), target.bias.numpy()
-        kernel[replica], bias[replica] = source.get_weights()
-        target.kernel.assign(kernel)
-        target.bias.assign(bias)
+    layers = _replica_layers(replica_model)
+    for layer, kernel_part, bias_part in zip(layers, weights[::2], weights[1::2], strict=True):
+        kernel, bias = layer.kernel.numpy(), layer.bias.numpy()
+        kernel[replica], bias[replica] = kernel_part, bias_part
+        layer.kernel.assign(kernel)
+        layer.bias.assign(bias)

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import mlflow  # its keras flavor (mlflow.keras), with Keras, loads at first use
 import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 
 from pipeline import lifecycle
 from pipeline.secrets import redact
@@ -48,7 +48,11 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
 FAILURE_TAG = "failure_reason"
 KILLED_BY_TAG = "killed_by"  # the signal that ended a KILLED run: SIGINT (Ctrl-C) or SIGTERM
 WORKER_TAG = "worker"  # host:pid of the process that runs (or ran) the run
-SYSTEM_METRICS_SECONDS = 2  # a 20-second run draws a 10-point curve; ~0.6% of one core
+SYSTEM_METRICS_SECONDS = 2
+MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH = (
+    1000,
+    100,
+)  # log_batch's limits per call  # a 20-second run draws a 10-point curve; ~0.6% of one core
 
 
 def experiment_name(dataset: str) -> str:
@@ -170,23 +174,32 @@ def create_run(parent_run_id: str, name: str, tags: dict[str, str]) -> str:
 
 
 def log_params_to(run_id: str, params: dict[str, str]):
-    batch = [Param(key, redact(value)) for key, value in params.items()]
-    mlflow.MlflowClient().log_batch(run_id, params=batch)
+    """Log params not yet in the run (`mlflow run` logs the user's own spelling first; logging
+    the same key with another spelling would fail)."""
+    existing = mlflow.MlflowClient().get_run(run_id).data.params
+    batch = [Param(key, redact(value)) for key, value in params.items() if key not in existing]
+    for start in range(0, len(batch), MAX_PARAMS_PER_BATCH):
+        mlflow.MlflowClient().log_batch(run_id, params=batch[start : start + MAX_PARAMS_PER_BATCH])
 
 
 def log_metrics_to(run_id: str, metrics: dict[str, float], step: int):
     timestamp = int(time.time() * 1000)
     batch = [Metric(key, value, timestamp, step) for key, value in metrics.items()]
-    mlflow.MlflowClient().log_batch(run_id, metrics=batch)
+    for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
+        mlflow.MlflowClient().log_batch(
+            run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH]
+        )
 
 
 def is_running(run_id: str) -> bool:
     return mlflow.MlflowClient().get_run(run_id).info.status == "RUNNING"
 
 
-def end_run_by_id(run_id: str, status: str, reason: str):
+def end_run_by_id(run_id: str, status: str, reason: str = ""):
+    """End a run by id; a reason becomes its `failure_reason` tag."""
     client = mlflow.MlflowClient()
-    client.set_tag(run_id, FAILURE_TAG, redact(reason)[:5000])
+    if reason:
+        client.set_tag(run_id, FAILURE_TAG, redact(reason)[:5000])
     client.set_terminated(run_id, status)
 
 
@@ -208,11 +221,8 @@ def continued(run_id: str, killed_on=(KeyboardInterrupt,)) -> Iterator[str]:
 
 
 def log_params(params: dict[str, str]):
-    """Log params not yet in the active run (`mlflow run` logs the user's own spelling first;
-    logging the same key with another spelling would fail)."""
-    run_id = mlflow.active_run().info.run_id
-    existing = mlflow.get_run(run_id).data.params
-    mlflow.log_params({key: redact(value) for key, value in params.items() if key not in existing})
+    """Log params not yet in the active run (see `log_params_to`)."""
+    log_params_to(mlflow.active_run().info.run_id, params)
 
 
 def set_tags(tags: dict[str, str]):
@@ -256,9 +266,8 @@ def set_description(text: str):
 
 
 def tag_run(run_id: str, tags: dict[str, str]):
-    client = mlflow.MlflowClient()
-    for key, value in tags.items():
-        client.set_tag(run_id, key, redact(value))
+    batch = [RunTag(key, redact(value)) for key, value in tags.items()]
+    mlflow.MlflowClient().log_batch(run_id, tags=batch)
 
 
 def end_stale_run(run_id: str, reason: str):

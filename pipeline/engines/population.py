@@ -1,0 +1,275 @@
+"""`engine=population`: members of one shape trained together as a population in plain JAX.
+
+Each replica is the notebook MLP with its own seed (initial weights, shuffle orders, dropout
+masks), its own split of the data, its own dropout rates and learning rate; an epoch of the
+whole population is one compiled program (`population_program.train_epoch`: a `lax.scan` over
+the steps, vmapped over the replicas), split across every device JAX sees. It is plain JAX, not
+Keras: this process's Keras backend is TensorFlow, whose variables Keras' stateless API cannot
+trace inside `jax.lax.scan`. Replicas stopped by the epoch callback are dropped from the
+population once half of it is stopped (the rest train on in a smaller compiled program);
+until then they are computed and ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+import jax
+import numpy as np
+import psutil
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from pipeline.config.validation import fields_with_role, role_key
+from pipeline.engines.base import Member, OnEpoch, Weights
+from pipeline.engines.population_program import (
+    EVAL_CHUNK,
+    Program,
+    evaluate,
+    init_params,
+    train_epoch,
+)
+from pipeline.engines.replica_data import epoch_orders
+
+MEMORY_SHARE = 0.5  # of the memory available, at most this much for one population
+
+
+def program_for(members: Sequence[Member]) -> Program:
+    """The compiled programs' static shape for members of one shape."""
+    config, spec = members[0].config, members[0].spec
+    widths = (int(np.prod(spec.input_shape)), *spec.hidden_units, spec.num_classes)
+    rates = np.array([member.config.dropout_rates for member in members])
+    return Program(
+        layers=tuple(pairwise(widths)),
+        dropout_layers=tuple(bool(drawn) for drawn in (rates > 0).any(axis=0)),
+        scales_input=spec.scales_input,
+        softmax=spec.output_activation == "softmax",
+        max_norm=float(spec.max_norm),
+        batch_size=config.batch_size,
+        examples=len(members[0].dataset.x_train),
+    )
+
+
+def check_shape(members: Sequence[Member]):
+    """Members of one fit must share the shape of the program they train in."""
+    if not members:
+        raise ValueError("a population needs at least one member")
+    shapes = {role_key(m.config, "shape") for m in members}
+    arrays = {(m.dataset.x_train.shape, m.dataset.x_val.shape) for m in members}
+    if len(shapes) != 1 or len(arrays) != 1:
+        shape = ", ".join(fields_with_role(type(members[0].config), "shape"))
+        raise ValueError(f"members of a population must share {shape}")
+
+
+def memory_needed(members: Sequence[Member]) -> tuple[int, int, int]:
+    """Estimated bytes (per replica, per distinct dataset, shared test set): a replica's
+    weights, Adam moments, gradients and copies (6 times its parameters), its epoch's order on
+    host and device, and its activations in a training step and an evaluation chunk; a dataset's
+    training and validation images and labels (the validation set twice: padded to chunks)."""
+    program, dataset = program_for(members), members[0].dataset
+    parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in program.layers)
+    units = program.layers[0][0] + sum(fan_out for _, fan_out in program.layers)
+    per_replica = 4 * (
+        6 * parameters
+        + 2 * program.steps * program.batch_size
+        + 4 * program.batch_size * units
+        + 2 * EVAL_CHUNK * units
+    )
+    per_dataset = dataset.x_train.nbytes + 2 * dataset.x_val.nbytes
+    per_dataset += 4 * (len(dataset.y_train) + 2 * len(dataset.y_val))
+    shared = 2 * dataset.x_test.nbytes + 8 * len(dataset.y_test)
+    return per_replica, per_dataset, shared
+
+
+def check_memory(members: Sequence[Member], devices: Sequence[jax.Device]):
+    """Refuse (ValueError) a population whose estimate exceeds MEMORY_SHARE of the memory
+    available: per device where devices report their memory (GPUs), else of the host's."""
+    per_replica, per_dataset, shared = memory_needed(members)
+    datasets = len({id(member.dataset) for member in members})
+    replicas_per_device = -(-len(members) // len(devices))
+    stats = devices[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        available = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+        need = replicas_per_device * per_replica + datasets * per_dataset + shared
+        where = f"each of {len(devices)} {devices[0].device_kind}"
+    else:
+        available = psutil.virtual_memory().available
+        need = len(members) * per_replica + len(devices) * (datasets * per_dataset + shared)
+        where = "this host"
+    if need > MEMORY_SHARE * available:
+        raise ValueError(
+            f"a population of {len(members)} replicas ({datasets} datasets) needs about "
+            f"{need / 2**20:.0f} MiB ({per_replica / 2**20:.1f} MiB per replica, "
+            f"{per_dataset / 2**20:.1f} MiB per dataset); {where} has "
+            f"{available / 2**20:.0f} MiB available, of which it may use {MEMORY_SHARE:.0%}"
+        )
+
+
+def device_description(devices: Sequence[jax.Device]) -> str:
+    """E.g. "cpu x2" or "NVIDIA H200": the devices' kind, and their count if more than one."""
+    kind = devices[0].device_kind if devices[0].platform != "cpu" else "cpu"
+    return kind if len(devices) == 1 else f"{kind} x{len(devices)}"
+
+
+@dataclass
+class _Data:
+    """The members' distinct datasets stored once on every device, and each member's slot."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_val: jax.Array
+    y_val: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+    slots: np.ndarray  # (members,) each member's dataset
+
+    @classmethod
+    def of(cls, members: Sequence[Member], replicated: NamedSharding) -> _Data:
+        distinct = {id(member.dataset): member.dataset for member in members}
+        slot = {key: place for place, key in enumerate(distinct)}
+
+        def stacked(name: str, dtype) -> jax.Array:
+            arrays = [getattr(data, name) for data in distinct.values()]
+            flat = np.stack([a.reshape(len(a), -1) if a.ndim > 1 else a for a in arrays])
+            return jax.device_put(flat.astype(dtype), replicated)
+
+        test = members[0].dataset
+        return cls(
+            stacked("x_train", np.uint8),
+            stacked("y_train", np.int32),
+            stacked("x_val", np.uint8),
+            stacked("y_val", np.int32),
+            jax.device_put(test.x_test.reshape(1, len(test.x_test), -1), replicated),
+            jax.device_put(test.y_test.astype(np.int32)[None], replicated),
+            np.array([slot[id(member.dataset)] for member in members], dtype=np.int32),
+        )
+
+
+def rows_for(replicas: int, devices: int) -> int:
+    """Rows of the replica axis: a multiple of the device count with at least two rows per
+    device (XLA compiles a single row's matmuls without the replica axis, rounded otherwise)."""
+    return max(2 * devices, replicas + (-replicas % devices))
+
+
+class _Replicas:
+    """The rows of the population's replica axis: live members' indices, padded with copies
+    of the first (computed, ignored) to `rows_for` rows, and their per-replica inputs on the
+    devices, split along the replica axis."""
+
+    def __init__(self, members: Sequence[Member], live: list[int], data: _Data, split):
+        self.live = live
+        self.rows = live + [live[0]] * (rows_for(len(live), split.mesh.size) - len(live))
+        self.split = split
+        configs = [members[index].config for index in self.rows]
+        self.seeds = [config.seed for config in configs]
+        rates = np.array([config.dropout_rates for config in configs], dtype=np.float64)
+        thresholds = np.minimum(np.round(rates * 2.0**32), 2.0**32 - 1).astype(np.uint32)
+        keys = np.stack([jax.random.key_data(jax.random.key(seed)) for seed in self.seeds])
+        self.slots, self.keys, self.rates, self.lrs = jax.device_put(
+            (
+                data.slots[self.rows],
+                keys,
+                (thresholds, (1 / (1 - rates)).astype(np.float32)),
+                np.array([config.learning_rate for config in configs], dtype=np.float32),
+            ),
+            split,
+        )
+
+    def orders(self, examples: int, padded: int, epoch: int) -> jax.Array:
+        """(K, padded): each replica's shuffle of its examples this epoch (its seed's, as the
+        replica engine draws them), padded with row 0 to whole batches."""
+        orders = epoch_orders(self.seeds, examples, epoch).T.astype(np.int32)
+        orders = np.pad(orders, ((0, 0), (0, padded - examples)))
+        return jax.device_put(orders, self.split)
+
+
+class PopulationEngine:
+    """Trains members of one shape as one population (see the module); `device` describes the
+    devices it uses, to tag runs. During `fit`, the epoch callback may read a live member's
+    current weights with `weights(index)`."""
+
+    name = "population"
+
+    def __init__(self, devices: Sequence[jax.Device] | None = None):
+        self.devices = list(devices or jax.devices())
+        self.device = device_description(self.devices)
+        mesh = Mesh(np.array(self.devices), ("replicas",))
+        self._split = NamedSharding(mesh, PartitionSpec("replicas"))
+        self._replicated = NamedSharding(mesh, PartitionSpec())
+        self._replicas: _Replicas | None = None
+        self._state = None
+
+    def weights(self, index: int) -> Weights:
+        """Member `index`'s current weights, in `build_model`'s order, as float32 arrays."""
+        row = self._replicas.live.index(index)
+        return [np.asarray(param[row], dtype=np.float32) for param in self._state[0]]
+
+    def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]:
+        check_shape(members)
+        check_memory(members, self.devices)
+        program = program_for(members)
+        data = _Data.of(members, self._replicated)
+        self._replicas = _Replicas(members, list(range(len(members))), data, self._split)
+        params = init_params(program, self._replicas.keys)
+        self._state = (params, *(jax.tree.map(jax.numpy.zeros_like, params) for _ in range(2)))
+        live = [index for index, member in enumerate(members) if not member.stopped]
+        for epoch in range(1, members[0].config.epochs + 1):
+            self._compact(members, live, data)
+            if not live:
+                break
+            on_epoch(epoch, self._epoch(members, program, data, epoch))
+            live = [index for index in live if not members[index].stopped]
+        self._compact(members, live, data)
+        results = [None] * len(members)
+        for index in live:
+            results[index] = self.weights(index)
+        self._replicas = self._state = None
+        return results
+
+    def _compact(self, members: Sequence[Member], live: list[int], data: _Data):
+        """Drop stopped members' rows once the live ones fit in fewer (padded) rows."""
+        replicas = self._replicas
+        padded = rows_for(len(live), self._split.mesh.size)
+        if not live or padded >= len(replicas.rows):
+            return
+        keep = np.array([replicas.live.index(index) for index in live])
+        keep = np.pad(keep, (0, padded - len(live)), constant_values=keep[0])
+        self._replicas = _Replicas(members, live, data, self._split)
+        self._state = jax.tree.map(lambda a: jax.device_put(a[keep], self._split), self._state)
+
+    def _epoch(self, members, program: Program, data: _Data, epoch: int) -> dict:
+        """Train every row one epoch and score the live ones; their metrics by member index."""
+        replicas = self._replicas
+        started = time.perf_counter()
+        orders = replicas.orders(program.examples, program.steps * program.batch_size, epoch)
+        self._state, loss, accuracy = train_epoch(
+            program,
+            self._state,
+            data.x_train,
+            data.y_train,
+            orders,
+            replicas.slots,
+            replicas.keys,
+            replicas.rates,
+            replicas.lrs,
+            np.int32(epoch),
+        )
+        val = evaluate(program, self._state[0], data.x_val, data.y_val, replicas.slots)
+        values = {"loss": loss, "accuracy": accuracy, "val_loss": val[0], "val_accuracy": val[1]}
+        values = {name: np.asarray(value) for name, value in values.items()}
+        trained = [index for index in replicas.live if not members[index].stopped]
+        seconds = (time.perf_counter() - started) / len(trained)
+        if any(epoch in members[index].score_epochs for index in trained):
+            zeros = jax.device_put(np.zeros(len(replicas.rows), np.int32), self._split)
+            test = evaluate(program, self._state[0], data.x_test, data.y_test, zeros)
+            values |= {"test_loss": np.asarray(test[0]), "test_accuracy": np.asarray(test[1])}
+        metrics = {}
+        for index in trained:
+            row = replicas.live.index(index)
+            scored = epoch in members[index].score_epochs
+            names = [name for name in values if scored or not name.startswith("test_")]
+            metrics[index] = {name: float(values[name][row]) for name in names}
+            metrics[index]["epoch_seconds"] = seconds
+        return metrics

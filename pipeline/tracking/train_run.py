@@ -1,0 +1,153 @@
+"""What a train run logs, in one place: every engine's runs are logged by a `TrainRun`.
+
+A train run has four verbs: `begin` (params, tags), `epoch` (the epoch's metrics with the derived
+ones, in one call; a non-finite loss is logged, then reported as the reason to stop), `finish`
+(the data splits as MLflow datasets, learning curves, test metrics, classification report,
+confusion matrix and the model with its signature) and `end` (status, `failure_reason`,
+`killed_by`). It logs by run id, so one process can log many runs at once; `finish` logs into
+the active run, for the calls MLflow only has in its fluent API (datasets, models).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline import tracking
+from pipeline.analysis import figures, scoring
+from pipeline.config.entry_points import TrainConfig
+from pipeline.data.datasets import Dataset
+from pipeline.models.inputs import predict
+from pipeline.models.mlp import build_model
+from pipeline.models.spec import ModelSpec
+
+KILLED_ON = (KeyboardInterrupt,)
+
+
+@dataclass
+class TrainRun:
+    """The tracking of one train run (`run_id`) of a config on a dataset."""
+
+    run_id: str
+    config: TrainConfig
+    dataset: Dataset
+    history: dict[str, list[float]] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+
+    def begin(self, engine: str, device: str, tags: dict[str, str]):
+        """The config's params (those `mlflow run` has not logged already) and the run's tags:
+        entry point, recipe, dataset and where its data came from, the engine and its device,
+        and `tags`."""
+        dataset = self.dataset
+        tracking.tag_run(
+            self.run_id,
+            {
+                "entry_point": "train",
+                "recipe": self.config.recipe,
+                "dataset": self.config.dataset,
+                "data_source": dataset.source,
+                "data_sha256": dataset.sha256,
+                "engine": engine,
+                "device": device,
+                **tags,
+            },
+        )
+        tracking.log_params_to(self.run_id, self.config.to_params())
+
+    def epoch(self, step: int, metrics: dict[str, float]) -> str:
+        """Log an epoch's metrics with its generalization gap (val_loss - loss) at step = epoch;
+        returns why the run must stop (its loss is not finite), else ""."""
+        metrics = {**metrics, "generalization_gap": metrics["val_loss"] - metrics["loss"]}
+        for name, value in metrics.items():
+            self.history.setdefault(name, []).append(value)
+        tracking.log_metrics_to(self.run_id, metrics, step=step)
+        if not math.isfinite(metrics["loss"]):
+            return f"loss became {metrics['loss']} at epoch {step}"
+        return ""
+
+    def finish(self, spec: ModelSpec, weights: list[np.ndarray]):
+        """Everything a trained run logs after its last epoch, from its final weights (which
+        `build_model(spec)` takes), into the run, which must be the active one."""
+        config = self.config
+        log_dataset(self.dataset)
+        if config.run_figures:
+            tracking.log_figure(
+                figures.learning_curves_figure(self.history, config.run_name),
+                "learning_curves.png",
+            )
+        model = scoring_model(spec, config.learning_rate)
+        model.set_weights(weights)
+        self.test_metrics = log_test_results(
+            model, self.dataset, config.run_name, config.epochs, config.run_figures
+        )
+
+    def end(self, error: BaseException | None = None, killed_on=KILLED_ON):
+        """FINISHED, or for `error` KILLED / FAILED with the reason (and the signal)."""
+        if error is None:
+            tracking.end_run_by_id(self.run_id, "FINISHED")
+        else:
+            tracking.end_run_after(self.run_id, error, killed_on)
+
+
+@functools.lru_cache(maxsize=8)
+def scoring_model(spec: ModelSpec, learning_rate: float):
+    """One standard Keras model per spec and learning rate, its optimizer built as a loaded
+    model expects: each run's weights go into it in turn, so predict and evaluate trace once per
+    shape, not once per run (a fresh model costs ~1 s of tracing, its reuse ~0.2 s)."""
+    model = build_model(spec, learning_rate)
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
+    """The splits as MLflow dataset inputs of the active run, each with a digest of its content;
+    a train split cut to `train_size` is named with its size (`fashion_mnist-train-1000`)."""
+    for context in contexts:
+        x, y = dataset.splits[context]
+        digest = dataset.digests[context]
+        size = f"-{dataset.train_size}" if context == "train" and dataset.train_size else ""
+        name = f"{dataset.name}-{context}{size}"
+        tracking.log_dataset_split(x, y, name, dataset.source, digest, context)
+
+
+def predict_and_score(model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Class probabilities of images `x` and the `test_*` metrics against labels `y`."""
+    probabilities, loss = predict(model, x, y)
+    return probabilities, {"test_loss": loss, **scoring.score_predictions(y, probabilities)}
+
+
+def log_test_results(
+    model, dataset: Dataset, title: str, step: int, figure: bool = True
+) -> dict[str, float]:
+    """The test metrics (at `step`, the last epoch), report, confusion matrix (with its figure)
+    and model of the active run."""
+    probabilities, metrics = predict_and_score(model, dataset.x_test, dataset.y_test)
+    tracking.log_metrics(metrics, step=step)
+    log_classification_artifacts(dataset.y_test, probabilities, dataset.class_names, title, figure)
+    tracking.log_keras_model(model, dataset.x_test[:5].astype("float32"), probabilities[:5])
+    return metrics
+
+
+def log_classification_artifacts(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: tuple[str, ...],
+    title: str,
+    figure: bool = True,
+):
+    """The classification report (txt, json) and confusion matrix (csv, and png unless
+    `figure` is false) of the active run."""
+    y_pred = probabilities.argmax(axis=1)
+    text, report = scoring.classification_report(y_true, y_pred, class_names)
+    tracking.log_text(text, "classification_report.txt")
+    tracking.log_dict(report, "classification_report.json")
+    table = scoring.confusion_matrix_table(y_true, y_pred, class_names)
+    tracking.log_text(table.to_csv(), "confusion_matrix.csv")
+    if figure:
+        tracking.log_figure(
+            figures.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
+            "confusion_matrix.png",
+        )
