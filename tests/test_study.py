@@ -12,7 +12,7 @@ from scipy import stats
 
 from pipeline.analysis.paired import SUMMARY_METRICS, SeedResult, comparison_table, summary_table
 from pipeline.analysis.significance import mean_confidence_interval, paired_comparison
-from pipeline.config.entry_points import StudyConfig, TrainConfig
+from pipeline.config.entry_points import ParameterError, StudyConfig, TrainConfig
 from pipeline.experiments.study import study
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")
@@ -173,3 +173,9 @@ def test_a_second_identical_study_refuses_while_the_first_runs(client):
     runs = client.search_runs([experiment.experiment_id], "tags.study = 'twice at once'")
     assert len(runs) == 1 + 4  # the parent, one child per config x seed
     assert running_runs(client) == []
+
+
+def test_configs_with_an_empty_segment_are_rejected():
+    """Before: `a=0,0,0;;b=…` was accepted, the empty segment dropped."""
+    with pytest.raises(ParameterError, match="The 'configs' parameter of study must be"):
+        StudyConfig.from_strings({"configs": "a=0,0,0;;b=0.5,0.25,0"})

@@ -53,8 +53,9 @@ def boolean(text: str) -> bool:
 
 
 def named_lists(text: str) -> str:
-    """`name=1,2;name=3,4` in canonical spelling; ValueError when malformed."""
-    entries = [entry.split("=") for entry in text.split(";") if entry.strip()]
+    """`name=1,2;name=3,4` in canonical spelling; ValueError when malformed (an empty segment,
+    as in `a=0;;b=1`, too)."""
+    entries = [entry.split("=") for entry in text.split(";")]
     if any(len(entry) != 2 or not entry[0].strip() for entry in entries):
         raise ValueError(text)
     return ";".join(f"{name.strip()}={format_param(float_list(rates))}" for name, rates in entries)
@@ -174,7 +175,7 @@ class NamedLists(Constraint):
 
     def invalid_values(self) -> list[str]:
         bad = self.item.invalid_values()[-1]
-        return ["only=0,0,0", "a=0,0,0;a=0,0,0", f"a=0,0,0;b={bad},0,0", "a=0,0,0;b"]
+        return ["only=0,0,0", "a=0,0,0;a=0,0,0", f"a=0,0,0;b={bad},0,0", "a=0,0,0;b", "a=0;;b=0"]
 
 
 class Boolean(Constraint):
