@@ -70,6 +70,8 @@ def run_study(config: StudyConfig):
         study(config)
 
 
+DISK_FULL = ("database or disk is full", "No space left on device")  # SQLite, the OS
+
 COMMANDS = {
     "train": (TrainConfig, run_train, "train the MLP once, tracked as one MLflow run"),
     "evaluate": (
@@ -137,7 +139,23 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as error:  # e.g. TrainingDiverged: the run is already marked FAILED
         print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
         return getattr(error, "exit_code", 1)  # 3: a grid's map logged, some cells diverged
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        first_line = secrets.redact(str(error).strip().splitlines()[0])
+        print(f"error: the disk of the tracking store is full ({first_line})", file=sys.stderr)
+        return 1
     return 0
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether the error, or one it arose from, is a full disk (SQLite's words or the OS's):
+    one line says it better than a traceback through MLflow and SQLAlchemy."""
+    while error is not None:
+        if any(words in str(error) for words in DISK_FULL):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def run():

@@ -82,8 +82,11 @@ def experiment_id(name: str) -> str:
     location = artifact_location(mlflow.get_tracking_uri(), name)
     try:
         return client.create_experiment(name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker
-        return client.get_experiment_by_name(name).experiment_id
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker?
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:  # no: the store refused it (a full disk)
+            raise
+        return experiment.experiment_id
 
 
 @contextlib.contextmanager
@@ -119,8 +122,9 @@ def open_store():
             f"MLFLOW_TRACKING_URI must not hold a password (got {redact(uri)!r}): set "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead."
         )
-    # its "Creating initial MLflow database tables..." lines: a new store is no news
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # its "Creating initial MLflow database tables..." lines: a new store is no news; and its
+    # traceback of a database error that it raises next: the error itself says it once
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         with creation_lock(uri):
             client = mlflow.MlflowClient()  # creates a local store's tables, once
