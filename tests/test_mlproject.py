@@ -85,7 +85,7 @@ def test_the_readme_s_mlflow_run_from_another_folder_keeps_artifacts_beside_the_
     default location, `mlruns/` of the working directory, not beside the store."""
     name = "mlproject-elsewhere"
     created = subprocess.run(
-        [sys.executable, "-m", "pipeline.experiment", name],
+        [sys.executable, "-m", "pipeline.create_experiment", name],
         capture_output=True,
         text=True,
         cwd=tmp_path,

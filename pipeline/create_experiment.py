@@ -1,7 +1,8 @@
-"""`python -m pipeline.experiment <name>`: the MLflow experiment `<name>`, created as the pipeline
-creates its own (a local SQLite store keeps its artifacts beside it, in `mlruns/<name>`), before
-`mlflow run --experiment-name <name>` would create it with MLflow's default: `mlruns/` of the
-working directory. An existing experiment is left as it is. `make train` runs it first.
+"""`python -m pipeline.create_experiment <name>`: the MLflow experiment `<name>`, created as the
+pipeline creates its own (a local SQLite store keeps its artifacts beside it, in
+`mlruns/<name>`), before `mlflow run --experiment-name <name>` would create it with MLflow's
+default: `mlruns/` of the working directory. An existing experiment is left as it is. `make
+train` runs it first.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from pipeline.config.validation import ParameterError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.experiment", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.create_experiment", description=__doc__
+    )
     parser.add_argument("name", help="the experiment's name, e.g. dropout-mlp-digits")
     name = parser.parse_args(argv).name
     import mlflow
