@@ -22,8 +22,10 @@ $(STAMP): requirements.lock pyproject.toml
 	  || { cat $(VENV)/install.log; exit 1; }
 	@touch $(STAMP)
 
-# The run lands in the experiment the README promises, dropout-mlp-<dataset>.
+# The run lands in the experiment the README promises, dropout-mlp-<dataset>, created first by
+# the pipeline: its artifacts beside the store (mlflow run would put them in ./mlruns/<id>).
 train: install  ## the train entry point on defaults; e.g. make train DATASET=fashion_mnist ARGS="-P epochs=20"
+	$(PYTHON) -m pipeline.create_experiment dropout-mlp-$(DATASET)
 	mlflow run . -e train --env-manager local --experiment-name dropout-mlp-$(DATASET) \
 	  -P dataset=$(DATASET) $(ARGS)
 

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import faulthandler
 import gc
+import os
 import sys
 
 from pipeline import lifecycle, runtime, secrets
@@ -70,6 +71,8 @@ def run_study(config: StudyConfig):
         study(config)
 
 
+DISK_FULL = ("database or disk is full", "No space left on device")  # SQLite, the OS
+
 COMMANDS = {
     "train": (TrainConfig, run_train, "train the MLP once, tracked as one MLflow run"),
     "evaluate": (
@@ -103,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fail_mlflow_run(error: ParameterError):
+    """Under `mlflow run` the run exists before the params are checked: it ends FAILED with the
+    one-line error as its reason (MLflow would end it FAILED without one)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if run_id:
+        from pipeline import tracking
+
+        tracking.end_run_by_id(run_id, "FAILED", f"{type(error).__name__}: {error}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_class, command, _ = COMMANDS[args.pop("command")]
@@ -111,20 +124,39 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = config_class.from_strings(args)
         runtime.setup(getattr(config, "backend", "tensorflow"))  # before the command imports Keras
-        from pipeline.tracking import store  # imports mlflow, after the runtime's setup
+        from pipeline import tracking  # imports mlflow, after the runtime's setup
+        from pipeline.tracking import store
 
         store.open_store()
+        tracking.end_dead_runs()  # what an earlier process killed with -9 left RUNNING
         command(config)
     except ParameterError as error:
         print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
+        fail_mlflow_run(error)
         return 2
     except KeyboardInterrupt as error:  # Ctrl-C or SIGTERM: the runs are already KILLED
         print(f"interrupted by {lifecycle.signal_name(error)}", file=sys.stderr)
         return lifecycle.exit_code(error)
     except RuntimeError as error:  # e.g. TrainingDiverged: the run is already marked FAILED
         print(f"error: {secrets.redact(str(error))}", file=sys.stderr)
+        return getattr(error, "exit_code", 1)  # 3: a grid's map logged, some cells diverged
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        first_line = secrets.redact(str(error).strip().splitlines()[0])
+        print(f"error: the disk of the tracking store is full ({first_line})", file=sys.stderr)
         return 1
     return 0
+
+
+def disk_full(error: BaseException | None) -> bool:
+    """Whether the error, or one it arose from, is a full disk (SQLite's words or the OS's):
+    one line says it better than a traceback through MLflow and SQLAlchemy."""
+    while error is not None:
+        if any(words in str(error) for words in DISK_FULL):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def run():

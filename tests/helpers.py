@@ -1,7 +1,9 @@
-"""What tests share: paths, the pipeline as a command, bad-input and RUNNING-run checks, and test
-data on disk (IDX files cut from the real MNIST test set bundled with the package)."""
+"""What tests share: paths, the pipeline as a command (and as a process to signal), bad-input and
+RUNNING-run checks, and test data on disk (IDX files cut from the real MNIST test set bundled
+with the package)."""
 
 import gzip
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +27,22 @@ TF_CHATTER = ("absl::InitializeLog", "oneDNN", "cpu_feature_guard", "NodeDef men
 
 def pipeline_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline", *args]
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        pipeline_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def signal_at_epoch(process: subprocess.Popen, signum: int, epoch: int = 2) -> tuple[int, str]:
+    """Send the signal once the process printed `epoch <epoch>/`; its exit code and stderr."""
+    for line in process.stdout:
+        if line.startswith(f"epoch {epoch}/"):
+            break
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=120)  # drains both pipes: a full one would block it
+    return process.returncode, stderr
 
 
 def assert_rejected(argv: list[str], message: str, capsys, client: mlflow.MlflowClient):

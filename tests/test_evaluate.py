@@ -91,6 +91,8 @@ def test_bad_input_exits_2_without_a_run(trained, capsys, client, tmp_path):
     run_id, _ = trained
     with mlflow.start_run() as empty:  # a run without a model
         pass
+    deleted = train(TrainConfig(dataset="digits", epochs=1, seed=4)).run_id
+    client.delete_run(deleted)  # before: evaluated (exit 0, a new evaluate run)
     cases = [
         ([], "The 'run_id' parameter of evaluate must be the id of a train run"),
         (
@@ -98,6 +100,7 @@ def test_bad_input_exits_2_without_a_run(trained, capsys, client, tmp_path):
             "The 'run_id' parameter of evaluate must be the id of an existing",
         ),
         (["--run-id", empty.info.run_id], "with a logged Keras model"),
+        (["--run-id", deleted], "must be the id of an existing MLflow run, not deleted"),
         (["--model-uri", "models:/no-such-model@champion"], "'model_uri' parameter of evaluate"),
         (["--run-id", run_id, "--baseline-run-id", "f" * 32], "'baseline_run_id' parameter"),
         (["--run-id", run_id, "--dataset", "cifar"], "'dataset' parameter of evaluate must be"),

@@ -1,13 +1,16 @@
 """The grid study: parsing the grid, the regime map's statistics on known answers, a tiny grid on
 digits end to end with every artifact, and resuming it."""
 
+import signal
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import assert_rejected
+from helpers import assert_rejected, running_runs, signal_at_epoch, start
 from scipy import stats
 
+from pipeline import cli
 from pipeline.analysis.paired import COMPARISON_COLUMNS, SUMMARY_METRICS, SeedResult
 from pipeline.analysis.refine import added_levels, midpoints, with_levels
 from pipeline.analysis.regime_map import map_findings, regime_figure, regime_table
@@ -69,11 +72,15 @@ def test_unknown_factors_malformed_levels_and_layer_counts_are_rejected(grid, me
 
 
 def test_a_train_size_above_the_data_exits_2_before_any_run(capsys, client):
+    """Before: a grid level above the data named train_size, which the user left at 0."""
     argv = ["study", "--dataset", "digits", "--grid", "train_size=100,5000", "--epochs", "1"]
     message = (
-        "The 'train_size' parameter of study must be 0 (all) or an int in the range [10, 1212]"
+        "The 'grid' parameter of study must be a grid whose train_size levels are each 0 (all) "
+        "or an int in the range [10, 1212]"
     )
     assert_rejected(argv, message, capsys, client)
+    argv = ["study", "--dataset", "digits", "--train-size", "5000", "--grid", "epochs=1,2"]
+    assert_rejected(argv, "The 'train_size' parameter of study must be 0 (all)", capsys, client)
     argv = ["train", "--dataset", "digits", "--train-size", "5"]
     assert_rejected(argv, "The 'train_size' parameter of train must be 0 (all)", capsys, client)
 
@@ -294,3 +301,55 @@ def test_seeds_auto_stops_each_epochs_cell_at_its_own_verdict(client):
     assert list(effect["epoch"]) == [1, 2, 4] and set(effect["group"]) == {"b - a"}
     group_artifacts = {a.path for a in client.list_artifacts(group.info.run_id)}
     assert {"epochs=1", "epochs=4"} <= group_artifacts  # each cell's own study report
+
+
+def test_a_grid_killed_with_kill_9_finishes_every_cell_on_its_first_rerun(client):
+    """Before: the rerun queued the killed cell again without its grid id, and Optuna's
+    GridSampler raised KeyError: 'grid_id' (exit 1, the top parent FAILED, a cell never run)."""
+    argv = ["study", "--dataset", "digits", "--grid", "epochs=2,30", "--hidden-units", "32,16"]
+    argv += ["--configs", "a=0,0;b=0.5,0", "--seeds", "2", "--study-name", "killed grid"]
+    signal_at_epoch(start(*argv), signal.SIGKILL, epoch=3)
+    assert cli.main(argv) == 0
+    runs = runs_of(client, "killed grid")
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.info.status == "FINISHED"
+    finished_cells = {
+        run.data.tags["grid_cell"]
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+        and run.info.status == "FINISHED"
+    }
+    assert finished_cells == {"epochs<=30"}  # one training serves both cells
+    assert running_runs(client) == []
+
+
+def test_a_diverging_cell_is_a_result_marked_on_the_map(capsys, client):
+    """Before: the diverged cell was trained again at the end (4 more FAILED runs), the grid
+    ended FAILED without a map, "TrainingDiverged: TrainingDiverged: …" was repeated and an
+    empty progress line "epoch 1/2  0 runs" was printed."""
+    argv = ["study", "--dataset", "digits", "--epochs", "2", "--seeds", "2"]
+    argv += ["--grid", "learning_rate=0.001,1e30", "--study-name", "diverging grid"]
+    capsys.readouterr()
+    assert cli.main(argv) == 3
+    out, err = capsys.readouterr()
+    assert err.splitlines()[-1].startswith(
+        "error: 1 of 2 training groups diverged (learning_rate=1e+30)"
+    )
+    assert " 0 runs" not in out and "Traceback" not in err
+    runs = runs_of(client, "diverging grid")
+    [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
+    assert parent.info.status == "FINISHED"
+    table = pd.read_csv(
+        mlflow.artifacts.download_artifacts(f"runs:/{parent.info.run_id}/regime_map.csv")
+    )
+    verdicts = dict(zip(table["learning_rate"], table["verdict"], strict=False))
+    assert verdicts[1e30] == "diverged" and verdicts[0.001] != "diverged"
+    diverged = [run for run in runs if run.data.tags.get("grid_cell") == "learning_rate=1e+30"]
+    cell = [run for run in diverged if "study_seed" not in run.data.tags]
+    children = [run for run in diverged if "study_seed" in run.data.tags]
+    assert len(cell) == 1 and len(children) == 4  # trained once: divergence is deterministic
+    for run in diverged:
+        assert run.info.status == "FAILED"
+        reason = run.data.tags["failure_reason"]
+        assert reason.count("TrainingDiverged") == 1 and reason.count("loss became") == 1
+    assert running_runs(client) == []

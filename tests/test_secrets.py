@@ -21,6 +21,7 @@ from pipeline import cli, secrets, tracking
         ("postgresql://db/x?user=a&password=pw&y=1", "postgresql://db/x?user=a&password=***&y=1"),
         ("host=db password=pw dbname=x", "host=db password=*** dbname=x"),
         ("journal:/tmp/a:b@c.journal", "journal:/tmp/a:b@c.journal"),  # a path, not a URL
+        ("postgresql://bob:Pa55w0rd@hunter2x@db:1/x", "postgresql://bob:***@db:1/x"),  # '@' in it
     ],
 )
 def test_redact_hides_url_passwords_and_password_options(text, expected):
@@ -71,3 +72,16 @@ def test_a_tracking_uri_with_a_password_is_refused(monkeypatch, capsys):
     [line] = capsys.readouterr().err.splitlines()
     assert "'http://bob:***@127.0.0.1:1'" in line and "pw0rd" not in line
     assert line.endswith("set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead.")
+
+
+def test_a_password_with_an_unencoded_at_sign_never_shows(capsys, client):
+    """Before: the console showed `bob:***@hunter2x@…`, the driver's `host name
+    "hunter2x@127.0.0.1"`, and a note line before the error."""
+    url = "postgresql://bob:Pa55w0rd@hunter2x@127.0.0.1:55432/optuna2"
+    capsys.readouterr()
+    argv = ["tune", "--dataset", "digits", "--epochs", "1", "--storage", url]
+    assert cli.main([*argv, "--study-name", "at sign"]) == 2
+    out, err = capsys.readouterr()
+    [line] = err.splitlines()
+    assert line.startswith("error: Cannot open the Optuna storage 'postgresql://bob:***@127.0.0.1")
+    assert "Pa55w0rd" not in out + err and "hunter2x" not in out + err

@@ -1,17 +1,17 @@
 """Every stop leaves a clean store: SIGTERM (schedulers, `docker stop`, `systemctl stop`) ends
-train and tune runs KILLED like Ctrl-C, a rerun clears the old reason, and a study fails the
-children a killed (kill -9) process left RUNNING. Inside a run, the interrupt waits for a safe
-point (the epoch's end), never surfacing inside TensorFlow or a storage write."""
+train and tune runs KILLED like Ctrl-C, a rerun clears the old reason, a study fails the
+children a killed (kill -9) process left RUNNING, and any later command fails a killed train
+run. Inside a run, the interrupt waits for a safe point (the epoch's end), never surfacing
+inside TensorFlow or a storage write."""
 
 import os
 import signal
-import subprocess
 
 import optuna
 import pytest
-from helpers import pipeline_command, running_runs
+from helpers import running_runs, signal_at_epoch, start
 
-from pipeline import lifecycle, tracking
+from pipeline import cli, lifecycle, tracking
 from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
@@ -30,22 +30,6 @@ def handled_signals():
     yield
     for signum, handler in previous.items():
         signal.signal(signum, handler)
-
-
-def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        pipeline_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def signal_at_epoch(process: subprocess.Popen, signum: int, epoch: int = 2) -> tuple[int, str]:
-    """Send the signal once the process printed `epoch <epoch>/`; its exit code and stderr."""
-    for line in process.stdout:
-        if line.startswith(f"epoch {epoch}/"):
-            break
-    process.send_signal(signum)
-    _, stderr = process.communicate(timeout=120)  # drains both pipes: a full one would block it
-    return process.returncode, stderr
 
 
 def runs_tagged(client, key: str, value: str) -> tuple:
@@ -107,6 +91,19 @@ def test_study_fails_the_children_a_killed_process_left_running(client):
     orphan_ids = {run.info.run_id for run in orphans}
     for failed in (run for run in children if run.info.run_id in orphan_ids):
         assert "process died" in failed.data.tags["failure_reason"]
+    assert running_runs(client) == []
+
+
+def test_a_train_killed_with_kill_9_ends_failed_at_the_next_command(handled_signals, client):
+    """Before: no rerun finds a train run, so a kill -9 left it RUNNING forever."""
+    signal_at_epoch(start("train", "--dataset", "digits", "--epochs", "500", "--seed", "9"),
+                    signal.SIGKILL)  # fmt: skip
+    [killed], _ = runs_tagged(client, "mlflow.runName", "digits-dropout-0.5,0.25,0-seed9")
+    assert killed.info.status == "RUNNING"
+    assert cli.main(["train", "--dataset", "digits", "--epochs", "1", "--seed", "10"]) == 0
+    killed = client.get_run(killed.info.run_id)
+    assert killed.info.status == "FAILED"
+    assert "worker process died" in killed.data.tags["failure_reason"]
     assert running_runs(client) == []
 
 

@@ -121,3 +121,21 @@ def test_the_largest_seed_leaves_room_for_derived_seeds():
     assert tune.train_config(seed=SEED_MAX + 3).seed == SEED_MAX + 3
     study = StudyConfig(seed=SEED_MAX, seeds=5)
     assert study.train_config(seed=SEED_MAX + 4).seed == SEED_MAX + 4
+
+
+def test_a_full_disk_at_start_is_one_line(tmp_path, monkeypatch, capsys):
+    """Before: a 187-line traceback ending in AttributeError (the failed experiment creation
+    was taken for a parallel worker's)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def full(*args, **kwargs):
+        raise mlflow.exceptions.MlflowException(
+            "(sqlite3.OperationalError) database or disk is full"
+        )
+
+    monkeypatch.setattr(mlflow.MlflowClient, "create_experiment", full)
+    capsys.readouterr()
+    assert cli.main(DIGITS) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: the disk of the tracking store is full (")
+    assert mlflow.search_runs(search_all_experiments=True, output_format="list") == []

@@ -1,11 +1,15 @@
 """The study entry point: paired statistics on known answers, a tiny real study on digits."""
 
 import dataclasses
+import signal
+import socket
+import subprocess
 
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import pipeline_command, running_runs, signal_at_epoch, start
 from scipy import stats
 
 from pipeline.analysis.effect import (
@@ -24,7 +28,7 @@ from pipeline.analysis.paired import (
 )
 from pipeline.analysis.sequential import SequentialDesign
 from pipeline.analysis.significance import mean_confidence_interval
-from pipeline.config.entry_points import StudyConfig, TrainConfig
+from pipeline.config.entry_points import ParameterError, StudyConfig, TrainConfig
 from pipeline.experiments.study import study
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")
@@ -252,3 +256,30 @@ def test_a_run_s_checkpoint_is_what_a_shorter_run_gives(tiny_study, client):
         # the same count of correct test images: Keras reports the checkpoint in float32
         # (0.7666666507720947 for 0.7666666666666667, measured), far below one image in 360
         assert checkpoint[key][2] == pytest.approx(run.data.metrics["test_accuracy"], abs=1e-6)
+
+
+def test_a_second_identical_study_refuses_while_the_first_runs(client):
+    """Before: both attached to one parent and each trained every config x seed (8 children
+    for 4 slots)."""
+    argv = ["study", "--dataset", "digits", "--epochs", "500", "--seeds", "2"]
+    argv += ["--study-name", "twice at once"]
+    first = start(*argv)
+    for line in first.stdout:
+        if line.startswith("epoch 1/"):
+            break
+    second = subprocess.run(pipeline_command(*argv), capture_output=True, text=True, timeout=300)
+    signal_at_epoch(first, signal.SIGTERM)
+    assert second.returncode == 2, second.stderr[-3000:]
+    [line] = second.stderr.splitlines()
+    assert line.startswith("error: The 'study_name' parameter of study must be a study no other")
+    assert f"worker {socket.gethostname()}:{first.pid} is running it" in line
+    experiment = client.get_experiment_by_name("dropout-mlp-digits")
+    runs = client.search_runs([experiment.experiment_id], "tags.study = 'twice at once'")
+    assert len(runs) == 1 + 4  # the parent, one child per config x seed
+    assert running_runs(client) == []
+
+
+def test_configs_with_an_empty_segment_are_rejected():
+    """Before: `a=0,0,0;;b=…` was accepted, the empty segment dropped."""
+    with pytest.raises(ParameterError, match="The 'configs' parameter of study must be"):
+        StudyConfig.from_strings({"configs": "a=0,0,0;;b=0.5,0.25,0"})

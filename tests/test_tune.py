@@ -1,6 +1,7 @@
 """Optuna studies on real digits data: parent/child runs, pruning, resume after kill -9."""
 
 import io
+import logging
 import os
 import signal
 import socket
@@ -10,13 +11,14 @@ import mlflow
 import numpy as np
 import optuna
 import pandas as pd
+import psutil
 import pytest
-from helpers import pipeline_command, running_runs
+from helpers import assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
 from pipeline.config.entry_points import PRUNERS, TuneConfig
 from pipeline.experiments.tune import create_pruner, suggest_train_config, tune
-from pipeline.experiments.workers import is_alive, is_surplus, worker_id
+from pipeline.experiments.workers import SurplusTrial, is_alive, is_surplus, quiet_optuna, worker_id
 from pipeline.tracking import store
 
 TINY = dict(dataset="digits", epochs=3, n_trials=6, pruner_startup_trials=1, seed=0)
@@ -256,3 +258,31 @@ def test_each_pruner_stops_trials_that_fall_behind(pruner):
         assert sum(spent) <= 0.5 * 9 * len(spent)
     if pruner == "percentile":  # keeps the top quarter, the median pruner the top half
         assert spent.count(9) < epochs_before_stop("median").count(9)
+
+
+def test_too_many_trial_seeds_for_the_memory_name_trial_seeds(monkeypatch, capsys, client):
+    """Before: the memory check named 'replicas', which the user left at its default."""
+    memory = psutil.virtual_memory()._replace(available=64 * 2**20)  # ~80 replicas of digits
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+    argv = ["tune", "--dataset", "digits", "--trial-seeds", "500"]
+    assert_rejected(argv, "The 'trial_seeds' parameter of tune must be at most ", capsys, client)
+
+
+def test_a_trial_that_raises_what_optuna_catches_is_one_warning_line():
+    """Before: Optuna logged each surplus or diverged trial with its full traceback, and a
+    second line saying it had no value."""
+    quiet_optuna()
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(logging.Formatter().format(record))
+    logging.getLogger("optuna").addHandler(handler)
+
+    def surplus(trial):
+        raise SurplusTrial("2 trials are finished or running in other workers")
+
+    try:
+        optuna.create_study().optimize(surplus, n_trials=1, catch=(SurplusTrial,))
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    [line] = lines
+    assert "SurplusTrial('2 trials are finished" in line and "Traceback" not in line

@@ -29,6 +29,7 @@ VERDICT_WORDS = {
     "undecided": "is undecided",
 }
 GAP = "final_generalization_gap"
+DIVERGED = "diverged"  # the verdict of a cell whose training diverged: no numbers
 
 
 def display(factor: str, text: str) -> str:
@@ -44,11 +45,13 @@ def regime_table(
     cell_results: Sequence[tuple[dict, list[SeedResult]]],
     names: Sequence[str],
     design: SequentialDesign,
+    diverged: Sequence[dict] = (),
 ) -> pd.DataFrame:
     """One row per cell x candidate x compared metric: the grid's levels, the candidate's
     comparison with the reference (the first of `names`; paired.COMPARISON_COLUMNS, in points,
     judged by `design`, whose family is the grid's cells x candidates), and both configs' mean
-    final generalization gap (val_loss - loss at the cell's last epoch)."""
+    final generalization gap (val_loss - loss at the cell's last epoch). The `diverged` cells
+    follow, verdict `diverged`, without numbers."""
     rows = []
     for cell, results in cell_results:
         comparisons = comparison_table(names, results, design)
@@ -65,7 +68,20 @@ def regime_table(
                     "candidate_generalization_gap": gaps[row["candidate"]],
                 }
             )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    failed = [
+        {
+            **{name: level_text(cell[name]) for name, _ in factors},
+            **{"candidate": candidate, "reference": names[0], "metric": metric},
+            "verdict": DIVERGED,
+        }
+        for cell in diverged
+        for candidate in names[1:]
+        for metric in (table["metric"].unique() if len(table) else (MAP_METRIC,))
+    ]
+    if table.empty:
+        return pd.DataFrame(failed)
+    return pd.concat([table, pd.DataFrame(failed, columns=table.columns)], ignore_index=True)
 
 
 def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figure:
@@ -96,6 +112,9 @@ def regime_figure(table: pd.DataFrame, factors: Factors, title: str) -> plt.Figu
             if any(row[name] != level for name, level in fixed.items()):
                 continue
             i, j = y_levels.index(row[y_name]) if y_name else 0, x_levels.index(row[x_name])
+            if row["verdict"] == DIVERGED:
+                axis.text(j, i, DIVERGED, ha="center", va="center", fontsize="small")
+                continue
             values[i, j] = row["mean_difference"]
             axis.text(
                 j,
@@ -172,21 +191,27 @@ def map_findings(
     for candidate, rows in accuracy.groupby("candidate", sort=False):
         reference = rows["reference"].iloc[0]
         parts = []
-        for verdict, words in VERDICT_WORDS.items():
+        for verdict, words in {**VERDICT_WORDS, DIVERGED: "diverged"}.items():
             matching = rows[rows["verdict"] == verdict].to_dict("records")
             if matching:
-                where = "; ".join(
-                    f"{cell_words(row, factors)}: {row['mean_difference']:+.1f} "
-                    f"[{row['ci95_low']:+.1f}, {row['ci95_high']:+.1f}], {row['seeds']} seeds"
-                    for row in matching
-                )
+                where = "; ".join(_cell_result(row, factors) for row in matching)
                 parts.append(f"{words} in {len(matching)} of {len(rows)} cells ({where})")
         paragraphs.append(
             f"**{candidate}** ({rates[candidate]}) against **{reference}** "
             f"({rates[reference]}): " + ", ".join(parts) + "."
         )
-        paragraphs.append(_overfitting(rows, factors, config.alpha))
+        paragraphs.append(_overfitting(rows[rows["verdict"] != DIVERGED], factors, config.alpha))
     return paragraphs
+
+
+def _cell_result(row: dict, factors: Factors) -> str:
+    """A cell and its difference with interval, in points; only the cell when it diverged."""
+    if row["verdict"] == DIVERGED:
+        return cell_words(row, factors)
+    return (
+        f"{cell_words(row, factors)}: {row['mean_difference']:+.1f} "
+        f"[{row['ci95_low']:+.1f}, {row['ci95_high']:+.1f}], {row['seeds']} seeds"
+    )
 
 
 def regime_display(table: pd.DataFrame) -> pd.DataFrame:

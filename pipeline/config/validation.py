@@ -17,7 +17,12 @@ from typing import Any, ClassVar
 
 
 class ParameterError(ValueError):
-    """A parameter value is invalid; the message is one line meant for the user."""
+    """A parameter value is invalid; the message is one line meant for the user. `name` and
+    `must_be` say which parameter and what it must be, when one is to blame."""
+
+    def __init__(self, message: str, name: str = "", must_be: str = ""):
+        super().__init__(message)
+        self.name, self.must_be = name, must_be
 
 
 def format_param(value: Any) -> str:
@@ -48,8 +53,9 @@ def boolean(text: str) -> bool:
 
 
 def named_lists(text: str) -> str:
-    """`name=1,2;name=3,4` in canonical spelling; ValueError when malformed."""
-    entries = [entry.split("=") for entry in text.split(";") if entry.strip()]
+    """`name=1,2;name=3,4` in canonical spelling; ValueError when malformed (an empty segment,
+    as in `a=0;;b=1`, too)."""
+    entries = [entry.split("=") for entry in text.split(";")]
     if any(len(entry) != 2 or not entry[0].strip() for entry in entries):
         raise ValueError(text)
     return ";".join(f"{name.strip()}={format_param(float_list(rates))}" for name, rates in entries)
@@ -189,7 +195,7 @@ class NamedLists(Constraint):
 
     def invalid_values(self) -> list[str]:
         bad = self.item.invalid_values()[-1]
-        return ["only=0,0,0", "a=0,0,0;a=0,0,0", f"a=0,0,0;b={bad},0,0", "a=0,0,0;b"]
+        return ["only=0,0,0", "a=0,0,0;a=0,0,0", f"a=0,0,0;b={bad},0,0", "a=0,0,0;b", "a=0;;b=0"]
 
 
 class Boolean(Constraint):
@@ -312,7 +318,9 @@ class Config:
     def invalid(cls, name: str, must_be: Any, got: str) -> ParameterError:
         """The error for a bad value, also one that fails against the world (an unknown run)."""
         return ParameterError(
-            f"The '{name}' parameter of {cls.ENTRY_POINT} must be {must_be}. Got {got!r} instead."
+            f"The '{name}' parameter of {cls.ENTRY_POINT} must be {must_be}. Got {got!r} instead.",
+            name,
+            str(must_be),
         )
 
     @classmethod

@@ -51,12 +51,13 @@ class EvaluateResult:
 def _load(model_uri: str, run_id: str, option: str) -> LoadedModel:
     """The model at `model_uri` (or run `run_id`'s model) and its run's name and params."""
     model_uri = model_uri or f"runs:/{run_id}/model"
-    must_be = "the id of an existing MLflow run" if option.endswith("run_id") else "a model URI"
-    try:
-        if run_id:
-            tracking.run_params_and_tags(run_id)  # unknown run: a clearer error than the model's
-    except tracking.NotFound:
-        raise EvaluateConfig.invalid(option, must_be, run_id) from None
+    must_be = (
+        "the id of an existing MLflow run, not deleted"
+        if option.endswith("run_id")
+        else "a model URI"
+    )
+    if run_id and not tracking.run_exists(run_id):  # unknown or deleted: clearer than the model's
+        raise EvaluateConfig.invalid(option, must_be, run_id)
     try:
         model, source_run_id = tracking.load_keras_model(model_uri)
     except tracking.NotFound as error:

@@ -28,10 +28,11 @@ from pipeline.analysis import effect, refine, regime_map
 from pipeline.analysis.difference_figures import effect_by_epoch_figure
 from pipeline.analysis.paired import at_epoch, study_design
 from pipeline.analysis.sequential import SequentialDesign
-from pipeline.config.entry_points import GRID, StudyConfig
+from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
 from pipeline.config.factors import Factors, cell_label, cells, level_text
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.memory import check_fits
+from pipeline.experiments.coordination import ParentRun, shared_study
 from pipeline.experiments.study import (
     SeedResult,
     log_effect,
@@ -40,19 +41,18 @@ from pipeline.experiments.study import (
     train_until_decided,
 )
 from pipeline.experiments.train import TrainingDiverged
-from pipeline.experiments.workers import (
-    PARENT_RUN_ATTR,
-    SurplusTrial,
-    claim_grid_point,
-    create_storage,
-    fail_dead_trials,
-    open_study,
-    wait_for_parent_run,
-)
+from pipeline.experiments.workers import claim_grid_point
 
+DIVERGED_ATTR = "diverged"  # a group's trial whose training diverged: the reason
 GROUP_PARAM = "group"  # the Optuna param whose levels are the training groups
 # a group's runs and its cells' results at each epochs level
 GroupResults = tuple[list[SeedResult], list[tuple[dict, list[SeedResult]]]]
+
+
+class CellsDiverged(TrainingDiverged):
+    """Cells of the grid diverged: their runs FAILED, the map marks them; exit code 3."""
+
+    exit_code = 3
 
 
 def cell_config(config: StudyConfig, cell: dict) -> StudyConfig:
@@ -86,14 +86,21 @@ def group_cells(config: StudyConfig, factors: Factors, group: dict) -> list[dict
 
 def check_data(config: StudyConfig, grid_cells: list[dict]):
     """Loads each distinct split of the cells once: a bad data_dir, or a train_size the data
-    cannot give, exits 2 before any run exists."""
+    cannot give (named as the grid's when a grid level asks for it), exits 2 before any run
+    exists."""
     splits = {}
     for cell in grid_cells:
         study = cell_config(config, cell)
-        splits.setdefault((study.validation_split, study.train_size), study)
-    for study in splits.values():
-        runs = len(config.named_configs) * config.most_seeds
-        check_fits(config.replicas, runs, load_dataset(study), config)
+        splits.setdefault((study.validation_split, study.train_size), (study, cell))
+    for study, cell in splits.values():
+        try:
+            dataset = load_dataset(study)
+        except ParameterError as error:
+            if error.name not in cell:
+                raise
+            must_be = f"a grid whose {error.name} levels are each {error.must_be}"
+            raise config.invalid("grid", must_be, config.grid) from None
+        check_fits(config.replicas, len(config.named_configs) * config.most_seeds, dataset, config)
 
 
 def cost(config: StudyConfig, factors: Factors) -> str:
@@ -164,14 +171,42 @@ def objective(
 ) -> float:
     """One training group: the one the sampler picked, unless another trial has it. Its value
     is the first candidate's mean test-accuracy difference to the reference at its longest
-    training."""
+    training. A group whose training diverged fails its trial, the reason kept: training it
+    again would diverge again."""
     factors = GRID.factors(config.grid)
     label = trial.suggest_categorical(GROUP_PARAM, list(training_groups(config, factors)))
     claim_grid_point(trial)
     print(f"training group {label} (trial {trial.number})", flush=True)
-    done[label] = run_group(config, factors, label, parent_run_id, design, trial.number)
+    try:
+        done[label] = run_group(config, factors, label, parent_run_id, design, trial.number)
+    except TrainingDiverged as error:
+        trial.set_user_attr(DIVERGED_ATTR, str(error))
+        raise
     reference, candidate = (name for name, _ in config.named_configs[:2])
     return mean_difference(done[label][0], reference, candidate)
+
+
+def diverged_groups(group_trials: optuna.Study) -> dict[str, str]:
+    """The training groups whose training diverged, by label, with the reason."""
+    failed = group_trials.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return {
+        trial.params[GROUP_PARAM]: trial.user_attrs[DIVERGED_ATTR]
+        for trial in failed
+        if DIVERGED_ATTR in trial.user_attrs
+    }
+
+
+def groups_to_run(
+    groups: dict[str, dict], group_trials: optuna.Study, sampler: optuna.samplers.GridSampler
+) -> int:
+    """How many groups are neither complete nor diverged: none when the sampler has no group
+    left to visit (a failed trial's group is completed at the end) and no retry waits."""
+    complete = group_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    settled = {trial.params[GROUP_PARAM] for trial in complete} | set(diverged_groups(group_trials))
+    retries = group_trials.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if retries or not sampler.is_exhausted(group_trials):
+        return len(groups) - len(settled)
+    return 0
 
 
 def effect_groups(
@@ -182,6 +217,8 @@ def effect_groups(
     names = [name for name, _ in config.named_configs]
     groups = {}
     for label, group in training_groups(config, factors).items():
+        if label not in done:  # diverged
+            continue
         words = ", ".join(
             f"{name} {regime_map.display(name, level_text(level))}" for name, level in group.items()
         )
@@ -192,13 +229,20 @@ def effect_groups(
 
 
 def log_map(
-    config: StudyConfig, factors: Factors, done: dict[str, GroupResults], design: SequentialDesign
+    config: StudyConfig,
+    factors: Factors,
+    done: dict[str, GroupResults],
+    design: SequentialDesign,
+    diverged: list[dict],
 ) -> str:
     """The regime map, its figure, the effect along training and the report, into the active
-    (top) run; returns the words."""
+    (top) run; returns the words. The `diverged` cells are marked in it; with no other cell
+    there is no map: CellsDiverged."""
     names = [name for name, _ in config.named_configs]
-    cell_results = [cell for label in training_groups(config, factors) for cell in done[label][1]]
-    table = regime_map.regime_table(factors, cell_results, names, design)
+    cell_results = [cell for label in done for cell in done[label][1]]
+    if not cell_results:
+        raise CellsDiverged(f"every cell of the grid diverged ({len(diverged)}): no map")
+    table = regime_map.regime_table(factors, cell_results, names, design, diverged)
     paragraphs = regime_map.map_findings(config, factors, table, design)
     effect_table, crossings = effect.effect_tables(
         effect_groups(config, factors, done), config.seed
@@ -226,12 +270,14 @@ def refined(
     done: dict[str, GroupResults],
     parent_run_id: str,
     design: SequentialDesign,
+    diverged: dict[str, str],
 ) -> Factors:
     """With `refine`: the grid's factors once no verdict flips between neighbouring levels
-    more than a factor 2 apart, each added level's groups run into `done`."""
+    more than a factor 2 apart, each added level's groups run into `done` (a diverged group is
+    not trained again)."""
     names = [name for name, _ in config.named_configs]
     while config.refine:
-        cell_results = [c for label in training_groups(config, factors) for c in done[label][1]]
+        cell_results = [c for label in done for c in done[label][1]]
         table = regime_map.regime_table(factors, cell_results, names, design)
         added = refine.added_levels(factors, table)
         if not added:
@@ -239,14 +285,15 @@ def refined(
         print(f"refining the grid: adding {added}", flush=True)
         factors = refine.with_levels(factors, added)
         for label in training_groups(config, factors):
-            if label not in done or "epochs" in added:
+            if label not in diverged and (label not in done or "epochs" in added):
                 done[label] = run_group(config, factors, label, parent_run_id, design)
     return factors
 
 
 def grid_study(config: StudyConfig) -> str:
     """Run (or continue, or join as one more worker) the grid; returns the map in plain words,
-    or "" when other workers still run groups (the last one logs the map)."""
+    or "" when other workers still run groups (the last one logs the map). Raises
+    CellsDiverged (exit code 3) after the map when cells diverged."""
     factors = GRID.factors(config.grid)
     groups = training_groups(config, factors)
     check_data(config, cells(factors))
@@ -254,40 +301,39 @@ def grid_study(config: StudyConfig) -> str:
     candidates = len(config.named_configs) - 1
     design = study_design(config, family_size=len(cells(factors)) * candidates)
     sampler = optuna.samplers.GridSampler({GROUP_PARAM: list(groups)}, seed=config.seed)
-    storage = create_storage(config.storage)
     key = study_key(config)
-    group_trials, created = open_study(
-        storage, f"{config.name}-{key}", sampler, optuna.pruners.NopPruner()
-    )
-    fail_dead_trials(group_trials, storage)
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": key}
-    # the creator resumes the parent of the same params, if any; the others wait for its id
-    parent = tracking.find_run(experiment, tags) if created else wait_for_parent_run(group_trials)
-    with tracking.run(
-        config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=parent
-    ) as parent_run_id:
-        group_trials.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
-        tracking.log_params(config.to_params())
+    parent = ParentRun(
+        config.name,
+        experiment,
+        {**tags, "recipe": config.recipe},
+        config.to_params(),
+        earlier=tracking.find_run(experiment, tags),  # the parent of the same params, if any
+    )
+    name, pruner = f"{config.name}-{key}", optuna.pruners.NopPruner()
+    with shared_study(config.storage, name, sampler, pruner, parent) as shared:
+        group_trials, parent_run_id = shared.study, shared.parent_run_id
         done: dict[str, GroupResults] = {}
-        complete = group_trials.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        remaining = len(groups) - len({tuple(sorted(t.params.items())) for t in complete})
-        if remaining > 0 and not sampler.is_exhausted(group_trials):
-            group_trials.optimize(
-                lambda trial: objective(trial, config, done, parent_run_id, design),
-                n_trials=remaining,
-                catch=(TrainingDiverged, SurplusTrial),
-                show_progress_bar=True,
-            )
-        fail_dead_trials(group_trials, storage)
-        if group_trials.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            print("other workers still run cells: the last one to end logs the regime map")
+        if not shared.run_trials(
+            lambda trial: objective(trial, config, done, parent_run_id, design),
+            groups_to_run(groups, group_trials, sampler),
+        ):
             return ""
         # groups done elsewhere, or left short by a failed trial: reused, or completed here
+        diverged = diverged_groups(group_trials)
         for label in groups:
-            if label not in done:
+            if label not in done and label not in diverged:
                 done[label] = run_group(config, factors, label, parent_run_id, design)
-        factors = refined(config, factors, done, parent_run_id, design)
-        text = log_map(config, factors, done, design)
+        factors = refined(config, factors, done, parent_run_id, design, diverged)
+        diverged_cells = [
+            cell for label in diverged for cell in group_cells(config, factors, groups[label])
+        ]
+        text = log_map(config, factors, done, design, diverged_cells)
     print(text)
+    if diverged:
+        raise CellsDiverged(
+            f"{len(diverged)} of {len(groups)} training groups diverged "
+            f"({', '.join(diverged)}): their runs are FAILED with the reason, the map marks them"
+        )
     return text

@@ -8,6 +8,7 @@ The runner and the tables take named train configs, so tune's fresh-seed compari
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 
@@ -38,6 +39,7 @@ from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits
 from pipeline.experiments.train import train_members
+from pipeline.tracking import store
 
 TITLE = "Does dropout help?"
 
@@ -206,6 +208,21 @@ def log_effect(table: pd.DataFrame, crossings: pd.DataFrame, margin: float) -> s
     return effect.crossing_words(table, crossings)
 
 
+def unowned_parent(config: StudyConfig, experiment: str, tags: dict[str, str]) -> str | None:
+    """The parent run an earlier attempt of these params left, to resume; a ParameterError when
+    a live process still runs it (two such processes would train every child twice)."""
+    earlier = tracking.find_run(experiment, tags)
+    worker = earlier and tracking.live_worker(earlier)
+    if worker:
+        raise config.invalid(
+            "study_name",
+            f"a study no other process is running; worker {worker} is running it (wait for it "
+            "to end, or stop it)",
+            config.name,
+        )
+    return earlier
+
+
 def study(config: StudyConfig) -> str:
     """Run (or continue) the study; returns the plain-words answer."""
     experiment = tracking.experiment_name(config.dataset)
@@ -217,10 +234,17 @@ def study(config: StudyConfig) -> str:
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }
     design = study_design(config, family_size=len(configs) - 1)
-    earlier_parent = tracking.find_run(experiment, tags)
-    with tracking.run(
-        config.name, experiment, {**tags, "recipe": config.recipe}, resume_run_id=earlier_parent
-    ) as parent_run_id:
+    with contextlib.ExitStack() as parent:
+        with store.exclusive():  # of two identical studies starting together, one goes on
+            earlier = unowned_parent(config, experiment, tags)
+            parent_run_id = parent.enter_context(
+                tracking.run(
+                    config.name,
+                    experiment,
+                    {**tags, "recipe": config.recipe},
+                    resume_run_id=earlier,
+                )
+            )
         tracking.log_params(config.to_params())
         child_tags = {"entry_point": "study", "study": config.name}
         checkpoints = effect.checkpoint_epochs(config.epochs)

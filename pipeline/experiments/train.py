@@ -188,5 +188,6 @@ def train_members(
         results.update(zip(map(id, group), trained, strict=True))
     diverged = [member for member in members if member.stopped]
     if diverged:
-        raise TrainingDiverged("; ".join(member.stopped for member in diverged))
+        reasons = "; ".join(dict.fromkeys(member.stopped for member in diverged))  # each once
+        raise TrainingDiverged(f"{len(diverged)} of {len(members)} runs: {reasons}")
     return [results[id(member)] for member in members]

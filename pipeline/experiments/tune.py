@@ -23,9 +23,10 @@ from optuna.trial import TrialState
 from pipeline import tracking
 from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
 from pipeline.config.params import CHAMPION_ALIAS
-from pipeline.data.datasets import Dataset, seed_datasets
-from pipeline.engines.base import Member, TrainingDiverged
+from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
+from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits
+from pipeline.experiments.coordination import ParentRun, shared_study
 from pipeline.experiments.train import TrainResult, train_members
 from pipeline.experiments.tune_results import (
     best_rates,
@@ -36,19 +37,7 @@ from pipeline.experiments.tune_results import (
     log_study_results,
     search_seeds,
 )
-from pipeline.experiments.workers import (
-    FINISHED,
-    PARENT_RUN_ATTR,
-    SurplusTrial,
-    check_resumed,
-    claim_trial,
-    count_finished,
-    create_storage,
-    fail_dead_trials,
-    open_study,
-    wait_for_parent_run,
-)
-from pipeline.tracking import store
+from pipeline.experiments.workers import FINISHED, claim_trial, count_finished
 
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 
@@ -210,34 +199,24 @@ def summarize(
 
 def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
+    seeds = config.trial_seeds  # one seed's data is checked before every seed's is loaded
+    check_fits(seeds, seeds, load_dataset(config), config, "trial_seeds")
     datasets = seed_datasets(config, search_seeds(config))
-    check_fits(config.trial_seeds, config.trial_seeds, datasets[config.seed], config, "trial_seeds")
-    storage = create_storage(config.storage, config.heartbeat_interval, config.grace_period)
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
-    study, created = open_study(storage, config.name, sampler, pruner)
-    known_parent = None if created else wait_for_parent_run(study)
-    where = config.storage.removeprefix("journal:") or str(store.default_journal())
-    check_resumed(study, config.to_params(), where)
-    fail_dead_trials(study, storage)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
-    experiment = tracking.experiment_name(config.dataset)
-    with tracking.run(config.name, experiment, tags, resume_run_id=known_parent) as parent_run_id:
-        if known_parent is None:
-            study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
-        tracking.log_params(config.to_params())
-        remaining = config.n_trials - count_finished(study)
-        if remaining > 0:
-            study.optimize(
-                lambda trial: objective(trial, config, datasets, parent_run_id),
-                n_trials=remaining,
-                timeout=config.timeout or None,
-                catch=(TrainingDiverged, SurplusTrial),
-                callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED)],
-                show_progress_bar=True,
-            )
-        fail_dead_trials(study, storage)
-        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            print("other workers still run trials: the last one to end logs the study's results")
+    parent = ParentRun(
+        config.name, tracking.experiment_name(config.dataset), tags, config.to_params()
+    )
+    intervals = (config.heartbeat_interval, config.grace_period)
+    with shared_study(config.storage, config.name, sampler, pruner, parent, *intervals) as shared:
+        study, parent_run_id = shared.study, shared.parent_run_id
+        last = shared.run_trials(
+            lambda trial: objective(trial, config, datasets, parent_run_id),
+            config.n_trials - count_finished(study),
+            timeout=config.timeout or None,
+            callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED)],
+        )
+        if not last:
             return study
         log_study_results(study, config)
         if not count_finished(study):

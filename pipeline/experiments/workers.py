@@ -11,6 +11,8 @@ from a tracking store without its parent run, stops with one line.
 
 from __future__ import annotations
 
+import copy
+import logging
 import sys
 import time
 import warnings
@@ -37,10 +39,26 @@ PARENT_WAIT_SECONDS = 60
 PARAMS_ATTR = "params"  # the search params the study was created with
 
 
+class _OneLineTrialFailures(logging.Filter):
+    """Optuna's warning about a trial that raised, in one line: without the traceback (what it
+    catches, a divergence or a surplus trial, is expected and said in the line) and without
+    the second line saying that such a trial has no value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return not record.getMessage().endswith("failed with value None.")
+
+
+ONE_LINE_TRIAL_FAILURES = _OneLineTrialFailures()
+
+
 def quiet_optuna():
-    """Optuna's own lines off the console (we print one per trial, and its progress bar), and
-    no warnings for the experimental APIs we use (heartbeats, their callback, the journal)."""
+    """Optuna's own lines off the console (we print one per trial, and its progress bar), its
+    warnings about failed trials in one line each, and no warnings for the experimental APIs we
+    use (heartbeats, their callback, the journal)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # the logger of Study.optimize's loop (its progress bar swaps the handlers: not there)
+    logging.getLogger("optuna.study._optimize").addFilter(ONE_LINE_TRIAL_FAILURES)  # once
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
@@ -57,9 +75,14 @@ def _end_trial_runs(study: optuna.Study, trial: optuna.trial.FrozenTrial):
 
 
 def _retry_stale_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial):
-    """RDB heartbeat callback: end the dead trial's child run and enqueue its params again."""
+    """A dead worker's trial (RDB heartbeat callback, or `fail_interrupted_trials`): its child
+    run ends FAILED, and the trial comes back WAITING once through Optuna's retry callback, which
+    keeps its system attrs (a grid trial's `grid_id`, without which GridSampler fails on it) but
+    not the dead worker's id: the retry is nobody's until a worker claims it."""
     _end_trial_runs(study, trial)
-    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, trial)
+    retry = copy.deepcopy(trial)
+    retry.user_attrs = {key: value for key, value in trial.user_attrs.items() if key != WORKER_ATTR}
+    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, retry)
 
 
 def open_rdb_storage(
@@ -88,6 +111,14 @@ def rdb_url(storage: str) -> str:
     return storage
 
 
+def storage_place(storage: str) -> str:
+    """Where the `storage` param's studies live: its RDB URL, or the journal file (empty: the
+    one named after the local tracking store)."""
+    if storage.startswith(RDB_STORAGE_SCHEMES):
+        return storage
+    return storage.removeprefix("journal:") or str(store.default_journal())
+
+
 def create_storage(
     storage: str,
     heartbeat_interval: int = HEARTBEAT_INTERVAL.default,
@@ -95,22 +126,22 @@ def create_storage(
 ) -> optuna.storages.BaseStorage:
     """The `storage` param's Optuna storage: an RDB URL (with heartbeats), `journal:<path>`, or
     empty: a journal file named after the local tracking store; ParameterError (one line,
-    password redacted) if it cannot open."""
+    password redacted) if it cannot open. A password in the URL gets a note once it opened."""
     quiet_optuna()
+    place = storage_place(storage)
+    try:
+        if storage.startswith(RDB_STORAGE_SCHEMES):
+            opened = open_rdb_storage(rdb_url(storage), heartbeat_interval, grace_period)
+        else:
+            opened = JournalStorage(JournalFileBackend(place))
+    except Exception as error:  # sqlalchemy / driver / file errors: a bad URL, server down
+        raise ParameterError(
+            redact(f"Cannot open the Optuna storage {place!r}: {error}".splitlines()[0])
+        ) from None
     if redact(storage) != storage:
         print("note: the storage URL holds a password, logged and shown as ***; keep it in "
               "PGPASSWORD or ~/.pgpass instead (docs/scaling-out.md)", file=sys.stderr)  # fmt: skip
-    rdb = storage.startswith(RDB_STORAGE_SCHEMES)
-    path = storage.removeprefix("journal:") or str(store.default_journal())
-    try:
-        if rdb:
-            return open_rdb_storage(rdb_url(storage), heartbeat_interval, grace_period)
-        return JournalStorage(JournalFileBackend(path))
-    except Exception as error:  # sqlalchemy / driver / file errors: a bad URL, server down
-        where = storage if rdb else path
-        raise ParameterError(
-            redact(f"Cannot open the Optuna storage {where!r}: {error}".splitlines()[0])
-        ) from None
+    return opened
 
 
 def open_study(
@@ -205,14 +236,13 @@ def claim_grid_point(trial: optuna.Trial):
 
 def fail_interrupted_trials(study: optuna.Study):
     """Journal storage has no heartbeat: a RUNNING trial whose process is gone (kill -9) is
-    marked FAIL, its child run FAILED, and its params are enqueued to be tried again."""
+    marked FAIL, its child run FAILED, and it is retried as a stale RDB trial is."""
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if is_alive(trial.user_attrs.get(WORKER_ATTR, "")):
             continue
         study.tell(trial.number, state=TrialState.FAIL)
-        _end_trial_runs(study, trial)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
-        print(f"trial {trial.number} was interrupted: marked FAIL, its params queued again")
+        _retry_stale_trial(study, trial)
+        print(f"trial {trial.number} was interrupted: marked FAIL, retried once")
 
 
 def fail_dead_trials(study: optuna.Study, storage: optuna.storages.BaseStorage):

@@ -62,12 +62,12 @@ def experiment_name(dataset: str) -> str:
 
 
 def run_exists(run_id: str) -> bool:
-    """Whether this tracking store holds the run (a study's parent), not deleted."""
+    """Whether this tracking store holds the run (a study's parent, a model's), not deleted."""
     try:
         return mlflow.MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
     except mlflow.exceptions.MlflowException as error:
-        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
-            return False
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return False  # no such run, or no run id at all
         raise
 
 
@@ -76,15 +76,7 @@ def _experiment_id(default_name: str) -> str | None:
     --experiment-name` sets them too). Not `mlflow.set_experiment`: it exports the id to the env."""
     if os.environ.get("MLFLOW_EXPERIMENT_NAME") or os.environ.get("MLFLOW_EXPERIMENT_ID"):
         return None
-    client = mlflow.MlflowClient()
-    experiment = client.get_experiment_by_name(default_name)
-    if experiment is not None:
-        return experiment.experiment_id
-    location = store.artifact_location(mlflow.get_tracking_uri(), default_name)
-    try:
-        return client.create_experiment(default_name, artifact_location=location)
-    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker
-        return client.get_experiment_by_name(default_name).experiment_id
+    return store.experiment_id(default_name)
 
 
 @contextlib.contextmanager
@@ -285,10 +277,30 @@ def end_stale_run(run_id: str, reason: str):
         end_run_by_id(run_id, "FAILED", reason)
 
 
-def end_dead_children(parent_run_id: str):
-    """Children left RUNNING by a process of this host that died (kill -9): FAILED."""
-    for run in child_runs(parent_run_id):
+def live_worker(run_id: str) -> str | None:
+    """The worker (host:pid) running a RUNNING run, unless its process is known to be gone."""
+    run = mlflow.MlflowClient().get_run(run_id)
+    worker = run.data.tags.get(WORKER_TAG, "")
+    running = run.info.status == "RUNNING" and worker and lifecycle.is_alive(worker)
+    return worker if running else None
+
+
+def end_dead_runs(runs: list | None = None):
+    """Runs left RUNNING by a process of this host that died (kill -9) end FAILED: `runs`, or
+    every RUNNING run of the store (one search; the CLI does it once per command). A run of
+    another host, or without a worker yet, is left alone: its process may live."""
+    if runs is None:
+        running = "attributes.status = 'RUNNING'"
+        runs = mlflow.search_runs(
+            search_all_experiments=True, filter_string=running, output_format="list"
+        )
+    for run in runs:
         if run.info.status == "RUNNING" and not lifecycle.is_alive(
             run.data.tags.get(WORKER_TAG, "")
         ):
-            end_stale_run(run.info.run_id, "its process died (killed) before the run ended")
+            end_stale_run(run.info.run_id, "its worker process died (killed) before it ended")
+
+
+def end_dead_children(parent_run_id: str):
+    """Children left RUNNING by a process of this host that died (kill -9): FAILED."""
+    end_dead_runs(child_runs(parent_run_id))

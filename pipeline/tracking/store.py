@@ -82,6 +82,22 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     return (local_store_path(uri).parent / "mlruns" / experiment).as_uri()
 
 
+def experiment_id(name: str) -> str:
+    """The id of the experiment `name`, created (artifacts beside a local SQLite store) if new."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_location(mlflow.get_tracking_uri(), name)
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a parallel worker?
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:  # no: the store refused it (a full disk)
+            raise
+        return experiment.experiment_id
+
+
 @contextlib.contextmanager
 def creation_lock(uri: str) -> Iterator[None]:
     """Holds an exclusive lock beside a local store while it is created or checked, so that
@@ -100,6 +116,12 @@ def creation_lock(uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def exclusive() -> contextlib.AbstractContextManager:
+    """The lock beside a local store (a remote store has none): one process at a time checks
+    and claims what several might claim at once, such as a study's parent run."""
+    return creation_lock(mlflow.get_tracking_uri())
+
+
 def open_store():
     """Before anything runs: a tracking URI without a password, a local store created (or
     checked) once under the lock, so that processes starting together on a new store all
@@ -110,8 +132,9 @@ def open_store():
             f"MLFLOW_TRACKING_URI must not hold a password (got {redact(uri)!r}): set "
             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead."
         )
-    # its "Creating initial MLflow database tables..." lines: a new store is no news
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    # its "Creating initial MLflow database tables..." lines: a new store is no news; and its
+    # traceback of a database error that it raises next: the error itself says it once
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     try:
         with creation_lock(uri):
             client = mlflow.MlflowClient()  # creates a local store's tables, once

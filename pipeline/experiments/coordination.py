@@ -1,0 +1,91 @@
+"""One worker's part in an Optuna study that several workers may share, tune's trials or a grid's
+cells, as one sequence: open the storage and the study, find or wait for the parent run, check
+what is resumed, fail dead workers' trials, run trials, fail dead trials again, and tell the
+last worker (who logs the results) from those that return early while others still run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from pipeline import tracking
+from pipeline.config.params import GRACE_PERIOD, HEARTBEAT_INTERVAL
+from pipeline.experiments.train import TrainingDiverged
+from pipeline.experiments.workers import (
+    PARENT_RUN_ATTR,
+    SurplusTrial,
+    check_resumed,
+    create_storage,
+    fail_dead_trials,
+    open_study,
+    storage_place,
+    wait_for_parent_run,
+)
+
+
+@dataclass(frozen=True)
+class ParentRun:
+    """The study's MLflow parent run: its name, experiment, tags and params, and the earlier
+    run that the worker creating the Optuna study reopens (None: a new run)."""
+
+    name: str
+    experiment: str
+    tags: dict[str, str]
+    params: dict[str, str]
+    earlier: str | None = None
+
+
+@dataclass(frozen=True)
+class SharedStudy:
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+    parent_run_id: str
+
+    def run_trials(self, objective: Callable[[optuna.Trial], float], n_trials: int, **options):
+        """Up to `n_trials` trials of this worker (none below 1), a divergence or a surplus trial
+        failing only its trial; then dead workers' trials failed. Whether this worker is the last
+        one: no trial runs elsewhere (the others return early, and the last logs the results)."""
+        if n_trials > 0:
+            self.study.optimize(
+                objective,
+                n_trials=n_trials,
+                catch=(TrainingDiverged, SurplusTrial),
+                show_progress_bar=True,
+                **options,
+            )
+        fail_dead_trials(self.study, self.storage)
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if running:
+            print("other workers still run trials: the last one to end logs the results")
+        return not running
+
+
+@contextlib.contextmanager
+def shared_study(
+    storage: str,
+    name: str,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+    parent: ParentRun,
+    heartbeat_interval: int = HEARTBEAT_INTERVAL.default,
+    grace_period: int = GRACE_PERIOD.default,
+) -> Iterator[SharedStudy]:
+    """The Optuna study `name` in the `storage` param's storage, joined as one more worker,
+    inside its parent run (started, reopened, or the creator's, waited for); ParameterError
+    when it is resumed with other search params or from another tracking store."""
+    optuna_storage = create_storage(storage, heartbeat_interval, grace_period)
+    study, created = open_study(optuna_storage, name, sampler, pruner)
+    resumed = parent.earlier if created else wait_for_parent_run(study)
+    check_resumed(study, parent.params, storage_place(storage))
+    fail_dead_trials(study, optuna_storage)
+    with tracking.run(
+        parent.name, parent.experiment, parent.tags, resume_run_id=resumed
+    ) as parent_run_id:
+        study.set_user_attr(PARENT_RUN_ATTR, parent_run_id)
+        tracking.log_params(parent.params)
+        yield SharedStudy(study, optuna_storage, parent_run_id)
