@@ -11,6 +11,7 @@ from a tracking store without its parent run, stops with one line.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import sys
@@ -240,7 +241,10 @@ def fail_interrupted_trials(study: optuna.Study):
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if is_alive(trial.user_attrs.get(WORKER_ATTR, "")):
             continue
-        study.tell(trial.number, state=TrialState.FAIL)
+        # A GridSampler whose every point is visited stops the study in `after_trial`, which
+        # outside `optimize` raises RuntimeError; `tell` stores the FAIL state regardless.
+        with contextlib.suppress(RuntimeError):
+            study.tell(trial.number, state=TrialState.FAIL)
         _retry_stale_trial(study, trial)
         print(f"trial {trial.number} was interrupted: marked FAIL, retried once")
 
