@@ -30,7 +30,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from pipeline import runtime, tracking
-from pipeline.config.entry_points import PRUNERS, TrainConfig, TuneConfig
+from pipeline.config.entry_points import TrainConfig
+from pipeline.config.tune import PRUNERS, TuneConfig
 from pipeline.data.datasets import Dataset, load_dataset
 from pipeline.data.sources import DEBIAN_FASHION_MNIST
 

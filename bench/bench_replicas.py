@@ -65,7 +65,7 @@ def scaling(images: np.ndarray, labels: np.ndarray, ks=KS, epochs: int = 3) -> d
 
 def study_seconds(dataset: str, replicas: int, seeds: int, epochs: int) -> dict:
     """Wall time and per-config mean test accuracy of the default study with `replicas`."""
-    from pipeline.config.entry_points import StudyConfig
+    from pipeline.config.study import StudyConfig
     from pipeline.experiments.study import study
     from pipeline.tracking import child_runs, experiment_name, find_run
 
@@ -172,7 +172,7 @@ def main():
         ks = [int(k) for k in args.ks.split(",")]
         print(json.dumps(scaling(images, rng.integers(0, 10, 54000), ks)))
         return
-    from pipeline.config.entry_points import StudyConfig
+    from pipeline.config.study import StudyConfig
 
     replicas = args.replicas or StudyConfig().replicas
     if args.backend_run:

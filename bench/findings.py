@@ -20,7 +20,7 @@ from pathlib import Path
 import mlflow
 
 from pipeline import runtime, tracking
-from pipeline.config.entry_points import StudyConfig
+from pipeline.config.study import StudyConfig
 from pipeline.data.sources import DEBIAN_FASHION_MNIST
 from pipeline.experiments.grid import grid_study
 from pipeline.experiments.study import study, study_key

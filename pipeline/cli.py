@@ -16,13 +16,9 @@ import os
 import sys
 
 from pipeline import lifecycle, runtime, secrets
-from pipeline.config.entry_points import (
-    EvaluateConfig,
-    ParameterError,
-    StudyConfig,
-    TrainConfig,
-    TuneConfig,
-)
+from pipeline.config.entry_points import EvaluateConfig, ParameterError, TrainConfig
+from pipeline.config.study import StudyConfig
+from pipeline.config.tune import TuneConfig
 
 
 def run_train(config: TrainConfig):

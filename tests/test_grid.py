@@ -15,8 +15,9 @@ from pipeline.analysis.paired import COMPARISON_COLUMNS, SUMMARY_METRICS, SeedRe
 from pipeline.analysis.refine import added_levels, midpoints, with_levels
 from pipeline.analysis.regime_map import map_findings, regime_figure, regime_table
 from pipeline.analysis.sequential import SequentialDesign
-from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
+from pipeline.config.entry_points import GRID, ParameterError
 from pipeline.config.factors import cell_label, cells
+from pipeline.config.study import StudyConfig
 from pipeline.experiments.grid import cost, grid_study
 
 TINY = StudyConfig(

@@ -5,7 +5,7 @@ import pytest
 from helpers import running_runs
 
 from pipeline import cli
-from pipeline.config.entry_points import TuneConfig
+from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.experiments.tune import tune
 

@@ -10,7 +10,8 @@ import pytest
 from helpers import TF_CHATTER, assert_rejected, pipeline_command, running_runs
 
 from pipeline import cli, tracking
-from pipeline.config.entry_points import EvaluateConfig, TrainConfig, TuneConfig
+from pipeline.config.entry_points import EvaluateConfig, TrainConfig
+from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
 from pipeline.engines.replica_data import epoch_orders, replica_arrays, replica_batches

@@ -4,15 +4,10 @@ import dataclasses
 
 import pytest
 
-from pipeline.config.entry_points import (
-    GRID,
-    EvaluateConfig,
-    ModelDataConfig,
-    StudyConfig,
-    TrainConfig,
-    TuneConfig,
-)
+from pipeline.config.entry_points import GRID, EvaluateConfig, ModelDataConfig, TrainConfig
 from pipeline.config.params import SHARE
+from pipeline.config.study import StudyConfig
+from pipeline.config.tune import TuneConfig
 from pipeline.config.validation import ROLES, Param, fields_with_role, role_key
 
 pytestmark = pytest.mark.fast  # make test-fast

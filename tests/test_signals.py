@@ -12,7 +12,9 @@ import pytest
 from helpers import running_runs, signal_at_epoch, start
 
 from pipeline import cli, lifecycle, tracking
-from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
+from pipeline.config.entry_points import TrainConfig
+from pipeline.config.study import StudyConfig
+from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
 from pipeline.engines.replicas import ReplicaEngine

@@ -12,8 +12,10 @@ import pytest
 from helpers import assert_rejected, pipeline_command
 
 from pipeline import cli
-from pipeline.config.entry_points import StudyConfig, TrainConfig, TuneConfig
+from pipeline.config.entry_points import TrainConfig
 from pipeline.config.params import SEED_MAX
+from pipeline.config.study import StudyConfig
+from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import DataError, load_dataset
 
 DIGITS = ["train", "--dataset", "digits", "--epochs", "1"]

@@ -28,7 +28,8 @@ from pipeline.analysis.paired import (
 )
 from pipeline.analysis.sequential import SequentialDesign
 from pipeline.analysis.significance import mean_confidence_interval
-from pipeline.config.entry_points import ParameterError, StudyConfig, TrainConfig
+from pipeline.config.entry_points import ParameterError, TrainConfig
+from pipeline.config.study import StudyConfig
 from pipeline.experiments.study import study
 
 TINY = StudyConfig(dataset="digits", epochs=2, seeds=2, configs="base=0,0,0;drop=0.5,0.25,0")

@@ -16,7 +16,7 @@ import pytest
 from helpers import assert_rejected, pipeline_command, running_runs
 
 from pipeline import tracking
-from pipeline.config.entry_points import PRUNERS, TuneConfig
+from pipeline.config.tune import PRUNERS, TuneConfig
 from pipeline.experiments.tune import create_pruner, suggest_train_config, tune
 from pipeline.experiments.workers import SurplusTrial, is_alive, is_surplus, quiet_optuna, worker_id
 from pipeline.tracking import store

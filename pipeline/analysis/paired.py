@@ -14,7 +14,8 @@ import pandas as pd
 from pipeline.analysis import significance
 from pipeline.analysis.equivalence import UNDECIDED, Verdict
 from pipeline.analysis.sequential import CONTINUE, SequentialDesign
-from pipeline.config.entry_points import StudyConfig, TrainConfig, format_param
+from pipeline.config.entry_points import TrainConfig, format_param
+from pipeline.config.study import StudyConfig
 
 CURVES = ("loss", "val_loss", "accuracy", "val_accuracy", "generalization_gap")
 SUMMARY_METRICS = (

@@ -18,8 +18,9 @@ from scipy import stats
 from pipeline.analysis import report_page as page
 from pipeline.analysis.paired import SeedResult, comparison_table, seeds_words
 from pipeline.analysis.sequential import SequentialDesign
-from pipeline.config.entry_points import GRID, StudyConfig, format_param
+from pipeline.config.entry_points import GRID, format_param
 from pipeline.config.factors import Factors, level_text
+from pipeline.config.study import StudyConfig
 
 MAP_METRIC = "test_accuracy"
 VERDICT_WORDS = {

@@ -1,7 +1,9 @@
 """Parameters of every entry point, declared once: one frozen dataclass per entry point whose
-fields parse by their type, check by their constraint (`pipeline.config.validation`) and by
+fields parse by their type, check by their constraint (`pipeline.config.constraints`) and by
 the class's RULES across fields. The CLI, MLproject and README tables (`make params`) and
-MLflow params follow.
+MLflow params follow. Here the data and model params that train, tune and study share, and
+train's and evaluate's configs; tune's in `pipeline.config.tune`, study's in
+`pipeline.config.study`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
+from pipeline.config.constraints import Boolean, Interval, ListOf, Options
 from pipeline.config.factors import Grid
 from pipeline.config.params import (
     ALPHA,
@@ -20,46 +23,27 @@ from pipeline.config.params import (
     DATASET,
     DATASETS,
     ENGINE,
-    GRACE_PERIOD,
-    HEARTBEAT_INTERVAL,
     MAX_NORM,
-    NON_NEGATIVE,
-    NON_NEGATIVE_FLOAT,
     POSITIVE,
     RATE,
     RECIPES,
     REGISTER_AS,
-    REPLICAS,
     SEED,
     SHARE,
-    STORAGE,
     STRIPPED,
-    STUDY_NAME,
     TRAIN_SEED_MAX,
     TRAIN_SIZE,
 )
 from pipeline.config.validation import (
-    Boolean,
     Config,
-    Interval,
-    IntOrWord,
-    ListOf,
-    NamedLists,
-    Options,
     Param,
     ParameterError,
     Rule,
     fields_with_role,
     format_param,
-    named_lists,
-    parse_named_lists,
 )
 
 __all__ = ["ParameterError", "format_param"]  # re-exported: the package's usual import
-
-PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
-AUTO = "auto"  # seeds=auto: seeds in batches until a sequential verdict
-SEEDS = IntOrWord(Interval(int, 2, None, closed="left"), AUTO)
 
 
 @dataclass(frozen=True)
@@ -123,7 +107,7 @@ class ModelDataConfig(Config):
 GRID = Grid(ModelDataConfig, fields_with_role(ModelDataConfig, "grid"))
 
 
-def _one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bool:
+def one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> bool:
     return len(rates) == len(config.hidden_units)
 
 
@@ -136,7 +120,7 @@ class TrainConfig(ModelDataConfig):
         Rule(
             "dropout_rates",
             f"{ListOf(RATE)}, one per hidden layer",
-            lambda c: _one_rate_per_layer(c.dropout_rates, c),
+            lambda c: one_rate_per_layer(c.dropout_rates, c),
             {"dropout_rates": "0.5,0.25"},
         ),
     )
@@ -152,223 +136,6 @@ class TrainConfig(ModelDataConfig):
     def run_name(self) -> str:
         recipe = "" if self.recipe == "standard" else f"-recipe_{self.recipe}"
         return f"{self.dataset}-dropout-{format_param(self.dropout_rates)}-seed{self.seed}{recipe}"
-
-
-@dataclass(frozen=True)
-class TuneConfig(ModelDataConfig):
-    """An Optuna search over one dropout rate per hidden layer (and optionally the learning
-    rate); `seed` seeds the sampler and every trial's training."""
-
-    ENTRY_POINT: ClassVar = "tune"
-    RULES: ClassVar = (
-        *ModelDataConfig.RULES,
-        Rule(
-            "rate_step",
-            "a float in the range (0, max_rate]",
-            lambda c: c.rate_step <= c.max_rate,
-            {"max_rate": "0.3", "rate_step": "0.5"},
-        ),
-        Rule(
-            "grace_period",
-            "an int greater than heartbeat_interval",
-            lambda c: c.grace_period > c.heartbeat_interval,
-            {"heartbeat_interval": "30", "grace_period": "30"},
-        ),
-    )
-
-    n_trials: int = Param(
-        20,
-        POSITIVE,
-        "finished (complete or pruned) trials the study ends with, resumed included",
-        roles=("resumable",),
-    ).field()
-    max_rate: float = Param(
-        0.7, SHARE, "dropout rates are searched in [0, max_rate]", roles=("design",)
-    ).field()
-    rate_step: float = Param(
-        0.05,
-        Interval(float, 0, 1, closed="right"),
-        "grid step of the searched rates",
-        roles=("design",),
-    ).field()
-    search_learning_rate: bool = Param(
-        False,
-        Boolean(),
-        "also search the Adam learning rate, log-uniform in [1e-4, 1e-2]",
-        roles=("design",),
-    ).field()
-    pruner: str = Param(
-        "median",
-        Options(PRUNERS),
-        "stops unpromising trials early on their val_accuracy",
-        roles=("design",),
-    ).field()
-    pruner_startup_trials: int = Param(
-        5,
-        NON_NEGATIVE,
-        "median and percentile pruners: trials run to the end before pruning",
-        roles=("design",),
-    ).field()
-    pruner_percentile: float = Param(
-        25.0,
-        Interval(float, 0, 100, closed="neither"),
-        "percentile pruner: a trial goes on while its val_accuracy is in this top percent of "
-        "earlier trials' at the same epoch",
-        roles=("design",),
-    ).field()
-    study_name: str = STUDY_NAME.field(
-        roles=("resumable",),
-        help="Optuna study (and MLflow parent run) name; re-running a name resumes it. "
-        "Empty: <dataset>-dropout-search",
-    )
-    storage: str = STORAGE.field(roles=("resumable", "execution"))
-    heartbeat_interval: int = HEARTBEAT_INTERVAL.field()
-    grace_period: int = GRACE_PERIOD.field()
-    timeout: float = Param(
-        0.0,
-        NON_NEGATIVE_FLOAT,
-        "stop starting new trials after this many seconds; 0: no limit",
-        roles=("resumable",),
-    ).field()
-    final_seeds: int = Param(
-        3,
-        NON_NEGATIVE,
-        "retrain the best config and the notebook's two on this many fresh seeds",
-        roles=("resumable",),
-    ).field()
-    register_as: str = REGISTER_AS.field()
-    engine: str = ENGINE.field(default="replicas")
-    replicas: int = REPLICAS.field()
-    trial_seeds: int = Param(
-        1,
-        POSITIVE,
-        "seeds each trial trains at once; pruner and objective see their mean",
-        roles=("design",),
-    ).field()
-
-    @property
-    def name(self) -> str:
-        return self.study_name or f"{self.dataset}-dropout-search"
-
-
-@dataclass(frozen=True)
-class StudyConfig(ModelDataConfig):
-    """Every config trained on the same seeds (paired), compared with paired statistics.
-    `seed` is the first seed; the study uses seed, seed+1, ..., seed+seeds-1."""
-
-    ENTRY_POINT: ClassVar = "study"
-    RULES: ClassVar = (
-        *ModelDataConfig.RULES,
-        Rule(
-            "configs",
-            "configs with one rate per hidden layer",
-            lambda c: all(_one_rate_per_layer(rates, c) for _, rates in c.named_configs),
-            {"configs": "a=0,0;b=0.5,0"},
-        ),
-        Rule(
-            "grid",
-            "a grid whose hidden_units levels have one layer per config rate",
-            lambda c: all(len(units) == len(c.hidden_units) for units in c.levels("hidden_units")),
-            {"grid": "hidden_units=100-50"},
-        ),
-        Rule(
-            "storage",
-            "empty without a grid",
-            lambda c: bool(c.grid) or not c.storage,
-            {"storage": "journal:study.journal"},
-        ),
-        Rule(
-            "replicas",
-            "an int of at least 2 when seeds is auto (the seeds of a batch between verdicts)",
-            lambda c: c.seeds != AUTO or c.replicas >= 2,
-            {"seeds": AUTO, "replicas": "1"},
-        ),
-        Rule(
-            "max_seeds",
-            "an int of at least replicas when seeds is auto (one batch of seeds)",
-            lambda c: c.seeds != AUTO or c.max_seeds >= c.replicas,
-            {"seeds": AUTO, "replicas": "10", "max_seeds": "5"},
-        ),
-        Rule(
-            "refine",
-            "false without a grid",
-            lambda c: bool(c.grid) or not c.refine,
-            {"refine": "true"},
-        ),
-    )
-
-    configs: str = Param(
-        "baseline=0,0,0;dropout=0.5,0.25,0",
-        NamedLists(RATE),
-        "the configs to compare; the first is the reference",
-        roles=("design",),
-    ).field(parse=named_lists)
-    seeds: int | str = Param(
-        5,
-        SEEDS,
-        "paired seeds per config (seed, seed+1, …); auto: batches of `replicas` seeds until "
-        "each cell's sequential verdict, at most max_seeds",
-        roles=("design",),
-    ).field(parse=SEEDS.parse)
-    max_seeds: int = Param(
-        50,
-        Interval(int, 2, None, closed="left"),
-        "seeds=auto: the most seeds per config of a cell, where it ends undecided",
-        roles=("design",),
-    ).field()
-    alpha: float = ALPHA.field()
-    margin: float = Param(
-        0.5,
-        Interval(float, 0, None, closed="neither"),
-        "equivalence margin in test-accuracy points: a difference shown to lie within ±margin "
-        "is `equivalent`",
-        roles=("design",),
-    ).field()
-    refine: bool = Param(
-        False,
-        Boolean(),
-        "grid only: between neighbouring train_size or epochs levels with opposite verdicts "
-        "(better, worse), add their geometric mean until they are within a factor of 2",
-        roles=("design",),
-    ).field()
-    study_name: str = STUDY_NAME.field(
-        help="parent run name; empty: <dataset>-<recipe>-<names>, with -grid for a grid"
-    )
-    grid: str = Param(
-        "",
-        GRID,
-        "run the study in every cell of a grid over train params, e.g. "
-        "train_size=1000,5000,0;epochs=10,100 (factors crossed; a nested parent run per cell); "
-        "empty: one study",
-        roles=("design",),
-    ).field(parse=GRID.canonical)
-    storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
-    engine: str = ENGINE.field(default="replicas")
-    replicas: int = REPLICAS.field()
-
-    @property
-    def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:
-        return parse_named_lists(self.configs)
-
-    @property
-    def adaptive(self) -> bool:
-        """Seeds come in batches until each cell's sequential verdict (seeds=auto)."""
-        return self.seeds == AUTO
-
-    @property
-    def most_seeds(self) -> int:
-        """The seeds per config a cell may train: max_seeds with seeds=auto, else seeds."""
-        return self.max_seeds if self.adaptive else self.seeds
-
-    def levels(self, factor: str) -> list:
-        """The grid's levels of one factor (none when it is not a factor)."""
-        return dict(GRID.factors(self.grid)).get(factor, [])
-
-    @property
-    def name(self) -> str:
-        names = "-vs-".join(name for name, _ in self.named_configs)
-        grid = "-grid" if self.grid else ""
-        return self.study_name or f"{self.dataset}-{self.recipe}-{names}{grid}"
 
 
 @dataclass(frozen=True)

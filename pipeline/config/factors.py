@@ -11,7 +11,8 @@ import dataclasses
 import itertools
 from typing import Any
 
-from pipeline.config.validation import PARSERS, Constraint, format_param
+from pipeline.config.constraints import Constraint
+from pipeline.config.validation import PARSERS, format_param
 
 Factors = list[tuple[str, list[Any]]]  # (param, its levels) in the grid's order
 

@@ -3,7 +3,8 @@ the entry points' configs (`pipeline.config.entry_points`) take their fields fro
 
 from __future__ import annotations
 
-from pipeline.config.validation import ExistingDir, Interval, Options, Param, Pattern, Rule
+from pipeline.config.constraints import ExistingDir, Interval, Options, Pattern
+from pipeline.config.validation import Param, Rule
 
 DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
 LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace

@@ -28,8 +28,9 @@ from pipeline.analysis import effect, refine, regime_map
 from pipeline.analysis.difference_figures import effect_by_epoch_figure
 from pipeline.analysis.paired import at_epoch, study_design
 from pipeline.analysis.sequential import SequentialDesign
-from pipeline.config.entry_points import GRID, ParameterError, StudyConfig
+from pipeline.config.entry_points import GRID, ParameterError
 from pipeline.config.factors import Factors, cell_label, cells, level_text
+from pipeline.config.study import StudyConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.memory import check_fits
 from pipeline.experiments.coordination import ParentRun, shared_study

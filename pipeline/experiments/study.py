@@ -33,7 +33,8 @@ from pipeline.analysis.paired import (
 )
 from pipeline.analysis.reports import study_report_html, study_report_markdown
 from pipeline.analysis.sequential import SequentialDesign
-from pipeline.config.entry_points import StudyConfig, TrainConfig
+from pipeline.config.entry_points import TrainConfig
+from pipeline.config.study import StudyConfig
 from pipeline.config.validation import fields_with_role
 from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member

@@ -21,8 +21,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from pipeline import tracking
-from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
+from pipeline.config.entry_points import TrainConfig, format_param
 from pipeline.config.params import CHAMPION_ALIAS
+from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits

@@ -18,7 +18,8 @@ from pipeline.analysis.paired import (
     summary_table,
 )
 from pipeline.analysis.sequential import SequentialDesign
-from pipeline.config.entry_points import TrainConfig, TuneConfig, format_param
+from pipeline.config.entry_points import TrainConfig, format_param
+from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import seed_datasets
 from pipeline.experiments.study import log_table_metrics, run_configs
 from pipeline.experiments.workers import FINISHED, SURPLUS_ATTR

@@ -25,8 +25,9 @@ from optuna.trial import TrialState
 from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from pipeline import tracking
-from pipeline.config.entry_points import ParameterError, TuneConfig
+from pipeline.config.entry_points import ParameterError
 from pipeline.config.params import GRACE_PERIOD, HEARTBEAT_INTERVAL, RDB_STORAGE_SCHEMES
+from pipeline.config.tune import TuneConfig
 from pipeline.config.validation import fields_with_role
 from pipeline.lifecycle import is_alive, worker_id
 from pipeline.secrets import redact

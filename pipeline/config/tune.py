@@ -1,0 +1,122 @@
+"""tune's params: an Optuna search over one dropout rate per hidden layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pipeline.config.constraints import Boolean, Interval, Options
+from pipeline.config.entry_points import ModelDataConfig
+from pipeline.config.params import (
+    ENGINE,
+    GRACE_PERIOD,
+    HEARTBEAT_INTERVAL,
+    NON_NEGATIVE,
+    NON_NEGATIVE_FLOAT,
+    POSITIVE,
+    REGISTER_AS,
+    REPLICAS,
+    SHARE,
+    STORAGE,
+    STUDY_NAME,
+)
+from pipeline.config.validation import Param, Rule
+
+PRUNERS = ("median", "percentile", "hyperband", "successive_halving", "none")
+
+
+@dataclass(frozen=True)
+class TuneConfig(ModelDataConfig):
+    """An Optuna search over one dropout rate per hidden layer (and optionally the learning
+    rate); `seed` seeds the sampler and every trial's training."""
+
+    ENTRY_POINT: ClassVar = "tune"
+    RULES: ClassVar = (
+        *ModelDataConfig.RULES,
+        Rule(
+            "rate_step",
+            "a float in the range (0, max_rate]",
+            lambda c: c.rate_step <= c.max_rate,
+            {"max_rate": "0.3", "rate_step": "0.5"},
+        ),
+        Rule(
+            "grace_period",
+            "an int greater than heartbeat_interval",
+            lambda c: c.grace_period > c.heartbeat_interval,
+            {"heartbeat_interval": "30", "grace_period": "30"},
+        ),
+    )
+
+    n_trials: int = Param(
+        20,
+        POSITIVE,
+        "finished (complete or pruned) trials the study ends with, resumed included",
+        roles=("resumable",),
+    ).field()
+    max_rate: float = Param(
+        0.7, SHARE, "dropout rates are searched in [0, max_rate]", roles=("design",)
+    ).field()
+    rate_step: float = Param(
+        0.05,
+        Interval(float, 0, 1, closed="right"),
+        "grid step of the searched rates",
+        roles=("design",),
+    ).field()
+    search_learning_rate: bool = Param(
+        False,
+        Boolean(),
+        "also search the Adam learning rate, log-uniform in [1e-4, 1e-2]",
+        roles=("design",),
+    ).field()
+    pruner: str = Param(
+        "median",
+        Options(PRUNERS),
+        "stops unpromising trials early on their val_accuracy",
+        roles=("design",),
+    ).field()
+    pruner_startup_trials: int = Param(
+        5,
+        NON_NEGATIVE,
+        "median and percentile pruners: trials run to the end before pruning",
+        roles=("design",),
+    ).field()
+    pruner_percentile: float = Param(
+        25.0,
+        Interval(float, 0, 100, closed="neither"),
+        "percentile pruner: a trial goes on while its val_accuracy is in this top percent of "
+        "earlier trials' at the same epoch",
+        roles=("design",),
+    ).field()
+    study_name: str = STUDY_NAME.field(
+        roles=("resumable",),
+        help="Optuna study (and MLflow parent run) name; re-running a name resumes it. "
+        "Empty: <dataset>-dropout-search",
+    )
+    storage: str = STORAGE.field(roles=("resumable", "execution"))
+    heartbeat_interval: int = HEARTBEAT_INTERVAL.field()
+    grace_period: int = GRACE_PERIOD.field()
+    timeout: float = Param(
+        0.0,
+        NON_NEGATIVE_FLOAT,
+        "stop starting new trials after this many seconds; 0: no limit",
+        roles=("resumable",),
+    ).field()
+    final_seeds: int = Param(
+        3,
+        NON_NEGATIVE,
+        "retrain the best config and the notebook's two on this many fresh seeds",
+        roles=("resumable",),
+    ).field()
+    register_as: str = REGISTER_AS.field()
+    engine: str = ENGINE.field(default="replicas")
+    replicas: int = REPLICAS.field()
+    trial_seeds: int = Param(
+        1,
+        POSITIVE,
+        "seeds each trial trains at once; pruner and objective see their mean",
+        roles=("design",),
+    ).field()
+
+    @property
+    def name(self) -> str:
+        return self.study_name or f"{self.dataset}-dropout-search"
