@@ -18,7 +18,8 @@ from pipeline.analysis.sequential import SequentialDesign
 from pipeline.config.entry_points import GRID, ParameterError
 from pipeline.config.factors import cell_label, cells
 from pipeline.config.study import StudyConfig
-from pipeline.experiments.grid import cost, grid_study
+from pipeline.experiments.grid import grid_study
+from pipeline.experiments.grid_groups import cost
 
 TINY = StudyConfig(
     dataset="digits", epochs=1, seeds=2, grid="train_size=300,0", study_name="tiny grid"

@@ -16,15 +16,13 @@ import os
 import time
 from collections.abc import Iterator
 
-import matplotlib.pyplot as plt
 import mlflow  # its keras flavor (mlflow.keras), with Keras, loads at first use
-import numpy as np
-from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.entities import Metric, Param, RunTag
 
 from pipeline import lifecycle
 from pipeline.secrets import redact
 from pipeline.tracking import store
+from pipeline.tracking.artifacts import log_dataset_split, log_dict, log_figure, log_text
 from pipeline.tracking.models import (
     NotFound,
     load_keras_model,
@@ -39,7 +37,11 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
     "child_runs",
     "find_run",
     "load_keras_model",
+    "log_dataset_split",
+    "log_dict",
+    "log_figure",
     "log_keras_model",
+    "log_text",
     "metric_by_step",
     "metric_history",
     "register_model",
@@ -232,27 +234,6 @@ def set_tags(tags: dict[str, str]):
 
 def log_metrics(metrics: dict[str, float], step: int | None = None):
     mlflow.log_metrics(metrics, step=step)
-
-
-def log_dataset_split(
-    x: np.ndarray, y: np.ndarray, name: str, source: str, digest: str, context: str
-):
-    source = CodeDatasetSource(tags={"source": source})  # a folder or a loader's name
-    dataset = mlflow.data.from_numpy(x, targets=y, name=name, source=source, digest=digest)
-    mlflow.log_input(dataset, context=context)
-
-
-def log_figure(figure: plt.Figure, path: str):
-    mlflow.log_figure(figure, path)
-    plt.close(figure)
-
-
-def log_text(text: str, path: str):
-    mlflow.log_text(redact(text), path)
-
-
-def log_dict(data: dict, path: str):
-    mlflow.log_dict(data, path)
 
 
 def run_url(run_id: str) -> str:
