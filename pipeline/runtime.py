@@ -82,10 +82,15 @@ class _WithoutTensorFlow(importlib.abc.MetaPathFinder):
 def _setup_jax():
     if "tensorflow" not in sys.modules:
         sys.meta_path.insert(0, _WithoutTensorFlow())
+    use_jax_cache()
+
+
+def use_jax_cache():
+    """XLA compiles every new program (a Keras model's steps ~2 s; a population's epoch ~3 s on
+    2 cores); JAX's persistent cache serves the same executables to later runs of the same
+    shape from disk. Set up with backend=jax, and by the population engine with either."""
     import jax
 
-    # XLA compiles every new model's steps (~2 s); its persistent cache serves the same
-    # executables to later runs of the same layers and rates (other seeds) from disk.
     if not jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR chooses another
         jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)

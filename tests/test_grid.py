@@ -296,7 +296,8 @@ def test_seeds_auto_stops_each_epochs_cell_at_its_own_verdict(client):
     accuracy = table[table["metric"] == "test_accuracy"].set_index("epochs")
     assert set(table["verdict"]) <= VERDICTS
     decided = accuracy[accuracy["verdict"].isin(["better", "worse", "equivalent"])]
-    assert len(decided) >= 1 and (decided["seeds"] < 6).all()
+    assert (decided["seeds"] < 6).any()  # a cell decided early kept its look's seeds
+    assert accuracy["seeds"].nunique() > 1  # the cells stopped at different seed counts
     assert len(children) == 2 * accuracy["seeds"].max()  # batches of 2 seeds until decided
     assert "looking every 2 seeds up to 6" in text
     effect = pd.read_csv(load(f"runs:/{parent.info.run_id}/effect_by_epoch.csv"))

@@ -19,7 +19,7 @@ from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
 from pipeline.engines.replicas import ReplicaEngine
 from pipeline.experiments.study import study
-from pipeline.experiments.train import train, train_group
+from pipeline.experiments.train import Supervision, train, train_group
 from pipeline.experiments.tune import tune
 from pipeline.tracking import store
 
@@ -133,7 +133,8 @@ def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(handl
     config = TrainConfig(dataset="digits", epochs=5, seed=17)  # a run name no other test uses
     logged = {}
     with pytest.raises(lifecycle.Terminated):
-        train(config, epoch_hooks=[signal_during_epoch_1, lambda e, m: logged.update({e: m})])
+        hooks = [signal_during_epoch_1, lambda e, m: logged.update({e: m})]
+        train(config, supervision=Supervision(hooks))
     assert list(logged) == [1] and logged[1]["after_signal"]  # both hooks ran to their end
     [run] = client.search_runs(
         [client.get_experiment_by_name("dropout-mlp-digits").experiment_id],
@@ -152,7 +153,7 @@ def test_a_signal_ends_every_replica_of_a_group_killed_after_its_epoch(handled_s
         os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(lifecycle.Terminated), tracking.run("signalled", "signals") as parent_run_id:
-        train_group(group, parent_run_id, ReplicaEngine(), [signal_at_epoch_1])
+        train_group(group, parent_run_id, ReplicaEngine(), Supervision([signal_at_epoch_1]))
     for run in [client.get_run(member.run_id) for member in group]:
         assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]

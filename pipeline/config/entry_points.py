@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-from pipeline.config.constraints import Boolean, Interval, ListOf, Options
+from pipeline.config.constraints import Interval, ListOf, Options
 from pipeline.config.factors import Grid
 from pipeline.config.params import (
     ALPHA,
@@ -28,6 +28,7 @@ from pipeline.config.params import (
     RATE,
     RECIPES,
     REGISTER_AS,
+    RUN_FIGURES,
     SEED,
     SHARE,
     STRIPPED,
@@ -88,13 +89,7 @@ class ModelDataConfig(Config):
         roles=("shape",),
     ).field()
     engine: str = ENGINE.field()
-    run_figures: bool = Param(
-        True,
-        Boolean(),
-        "each run's learning-curve and confusion-matrix PNGs (~0.45 s a run on 2 cores, more "
-        "than its training on a GPU); false keeps their numbers (metrics, csv, json) only",
-        roles=("execution",),
-    ).field()
+    run_figures: bool = RUN_FIGURES.field()
 
     def train_config(self, **changes) -> TrainConfig:
         """The train config of these shared params, with `changes` (e.g. dropout_rates)."""

@@ -3,7 +3,7 @@ the entry points' configs (`pipeline.config.entry_points`) take their fields fro
 
 from __future__ import annotations
 
-from pipeline.config.constraints import ExistingDir, Interval, Options, Pattern
+from pipeline.config.constraints import Boolean, ExistingDir, Interval, Options, Pattern
 from pipeline.config.validation import Param, Rule
 
 DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
@@ -117,4 +117,11 @@ ENGINE = Param(
     "keras: one model.fit per run (backend trains it); replicas: up to `replicas` runs of one "
     "shape as one Keras model; population: up to `replicas` runs as one JAX program per epoch",
     roles=("shape",),
+)
+RUN_FIGURES = Param(
+    True,
+    Boolean(),
+    "each run's learning-curve and confusion-matrix PNGs (~0.45 s a run on 2 cores, more than "
+    "its training on a GPU); false keeps their numbers (metrics, csv, json) only",
+    roles=("execution",),
 )

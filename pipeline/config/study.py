@@ -12,6 +12,7 @@ from pipeline.config.params import (
     ENGINE,
     RATE,
     REPLICAS,
+    RUN_FIGURES,
     STORAGE,
     STUDY_NAME,
 )
@@ -113,7 +114,10 @@ class StudyConfig(ModelDataConfig):
         roles=("design",),
     ).field(parse=GRID.canonical)
     storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
-    engine: str = ENGINE.field(default="replicas")
+    engine: str = ENGINE.field(default="population")
+    run_figures: bool = RUN_FIGURES.field(
+        default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
+    )
     replicas: int = REPLICAS.field()
 
     @property

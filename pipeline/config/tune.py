@@ -16,6 +16,7 @@ from pipeline.config.params import (
     POSITIVE,
     REGISTER_AS,
     REPLICAS,
+    RUN_FIGURES,
     SHARE,
     STORAGE,
     STUDY_NAME,
@@ -108,7 +109,10 @@ class TuneConfig(ModelDataConfig):
         roles=("resumable",),
     ).field()
     register_as: str = REGISTER_AS.field()
-    engine: str = ENGINE.field(default="replicas")
+    engine: str = ENGINE.field(default="population")
+    run_figures: bool = RUN_FIGURES.field(
+        default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
+    )
     replicas: int = REPLICAS.field()
     trial_seeds: int = Param(
         1,

@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from pipeline import runtime
 from pipeline.config.validation import fields_with_role, role_key
 from pipeline.engines.base import Member, OnEpoch, Weights
 from pipeline.engines.population_program import (
@@ -193,6 +194,7 @@ class PopulationEngine:
     name = "population"
 
     def __init__(self, devices: Sequence[jax.Device] | None = None):
+        runtime.use_jax_cache()
         self.devices = list(devices or jax.devices())
         self.device = device_description(self.devices)
         mesh = Mesh(np.array(self.devices), ("replicas",))

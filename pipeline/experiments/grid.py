@@ -17,8 +17,11 @@ runs and every FINISHED child.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import optuna
+import pandas as pd
 from optuna.trial import TrialState
 
 from pipeline import tracking
@@ -62,30 +65,6 @@ def mean_difference(results: list[SeedResult], reference: str, candidate: str) -
     return float(np.mean([accuracy[candidate, s] - accuracy[reference, s] for s in seeds]))
 
 
-def objective(
-    trial: optuna.Trial,
-    config: StudyConfig,
-    done: dict[str, GroupResults],
-    parent_run_id: str,
-    design: SequentialDesign,
-) -> float:
-    """One training group: the one the sampler picked, unless another trial has it. Its value
-    is the first candidate's mean test-accuracy difference to the reference at its longest
-    training. A group whose training diverged fails its trial, the reason kept: training it
-    again would diverge again."""
-    factors = GRID.factors(config.grid)
-    label = trial.suggest_categorical(GROUP_PARAM, list(training_groups(config, factors)))
-    claim_grid_point(trial)
-    print(f"training group {label} (trial {trial.number})", flush=True)
-    try:
-        done[label] = run_group(config, factors, label, parent_run_id, design, trial.number)
-    except TrainingDiverged as error:
-        trial.set_user_attr(DIVERGED_ATTR, str(error))
-        raise
-    reference, candidate = (name for name, _ in config.named_configs[:2])
-    return mean_difference(done[label][0], reference, candidate)
-
-
 def diverged_groups(group_trials: optuna.Study) -> dict[str, str]:
     """The training groups whose training diverged, by label, with the reason."""
     failed = group_trials.get_trials(deepcopy=False, states=(TrialState.FAIL,))
@@ -109,85 +88,122 @@ def groups_to_run(
     return 0
 
 
-def effect_groups(
-    config: StudyConfig, factors: Factors, done: dict[str, GroupResults]
-) -> dict[str, tuple]:
-    """Each group's candidates' differences by checkpoint epoch, named `<candidate> -
-    <reference>, <levels>`, for the effect along training."""
-    names = [name for name, _ in config.named_configs]
-    groups = {}
-    for label, group in training_groups(config, factors).items():
-        if label not in done:  # diverged
-            continue
-        words = ", ".join(
-            f"{name} {regime_map.display(name, level_text(level))}" for name, level in group.items()
+@dataclass
+class GridRun:
+    """One worker's part of a grid inside its parent run: the config and factors (refinement
+    adds levels), the design of the verdicts, and the training groups trained here so far or
+    known to have diverged."""
+
+    config: StudyConfig
+    factors: Factors
+    design: SequentialDesign
+    parent_run_id: str
+    done: dict[str, GroupResults] = field(default_factory=dict)
+    diverged: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.config.named_configs]
+
+    def train(self, label: str, trial_number: int | None = None):
+        """Train (or reuse) a training group's runs and log its cells' reports."""
+        self.done[label] = run_group(
+            self.config, self.factors, label, self.parent_run_id, self.design, trial_number
         )
-        differences = effect.epoch_differences(names, done[label][0])
-        for (candidate, reference), curves in differences.items():
-            groups[", ".join(filter(None, [f"{candidate} - {reference}", words]))] = curves
-    return groups
 
+    def objective(self, trial: optuna.Trial) -> float:
+        """One training group: the one the sampler picked, unless another trial has it. Its
+        value is the first candidate's mean test-accuracy difference to the reference at its
+        longest training. A group whose training diverged fails its trial, the reason kept:
+        training it again would diverge again."""
+        groups = list(training_groups(self.config, self.factors))
+        label = trial.suggest_categorical(GROUP_PARAM, groups)
+        claim_grid_point(trial)
+        print(f"training group {label} (trial {trial.number})", flush=True)
+        try:
+            self.train(label, trial.number)
+        except TrainingDiverged as error:
+            trial.set_user_attr(DIVERGED_ATTR, str(error))
+            raise
+        reference, candidate = self.names[:2]
+        return mean_difference(self.done[label][0], reference, candidate)
 
-def log_map(
-    config: StudyConfig,
-    factors: Factors,
-    done: dict[str, GroupResults],
-    design: SequentialDesign,
-    diverged: list[dict],
-) -> str:
-    """The regime map, its figure, the effect along training and the report, into the active
-    (top) run; returns the words. The `diverged` cells are marked in it; with no other cell
-    there is no map: CellsDiverged."""
-    names = [name for name, _ in config.named_configs]
-    cell_results = [cell for label in done for cell in done[label][1]]
-    if not cell_results:
-        raise CellsDiverged(f"every cell of the grid diverged ({len(diverged)}): no map")
-    table = regime_map.regime_table(factors, cell_results, names, design, diverged)
-    paragraphs = regime_map.map_findings(config, factors, table, design)
-    effect_table, crossings = effect.effect_tables(
-        effect_groups(config, factors, done), config.seed
-    )
-    paragraphs.append(log_effect(effect_table, crossings, config.margin))
-    text = "\n\n".join(paragraphs)
-    title = (
-        f"{config.name}: test accuracy, candidate - reference (points)\n"
-        "mean [CI], verdict (seeds it rests on)"
-    )
-    figure = regime_map.regime_figure(table, factors, title)
-    tracking.log_text(table.to_csv(index=False), "regime_map.csv")
-    tracking.log_text(regime_map.map_report_markdown(text, table), "report.md")
-    effect_figure = effect_by_epoch_figure(effect_table, config.margin, crossings)
-    page = regime_map.map_report_html(text, table, figure, effect_figure)
-    tracking.log_text(page, "report.html")
-    tracking.log_figure(figure, "regime_map.png")
-    tracking.set_description(text)
-    return text
+    def complete(self):
+        """The groups done elsewhere, or left short by a failed trial: reused, or trained."""
+        for label in training_groups(self.config, self.factors):
+            if label not in self.done and label not in self.diverged:
+                self.train(label)
 
+    def table(self, diverged: list[dict] = ()) -> pd.DataFrame:
+        """The regime table of the groups done (and the `diverged` cells, marked)."""
+        cell_results = [cell for label in self.done for cell in self.done[label][1]]
+        if not cell_results:
+            raise CellsDiverged(f"every cell of the grid diverged ({len(diverged)}): no map")
+        return regime_map.regime_table(
+            self.factors, cell_results, self.names, self.design, diverged
+        )
 
-def refined(
-    config: StudyConfig,
-    factors: Factors,
-    done: dict[str, GroupResults],
-    parent_run_id: str,
-    design: SequentialDesign,
-    diverged: dict[str, str],
-) -> Factors:
-    """With `refine`: the grid's factors once no verdict flips between neighbouring levels
-    more than a factor 2 apart, each added level's groups run into `done` (a diverged group is
-    not trained again)."""
-    names = [name for name, _ in config.named_configs]
-    while config.refine:
-        cell_results = [c for label in done for c in done[label][1]]
-        table = regime_map.regime_table(factors, cell_results, names, design)
-        added = refine.added_levels(factors, table)
-        if not added:
-            break
-        print(f"refining the grid: adding {added}", flush=True)
-        factors = refine.with_levels(factors, added)
-        for label in training_groups(config, factors):
-            if label not in diverged and (label not in done or "epochs" in added):
-                done[label] = run_group(config, factors, label, parent_run_id, design)
-    return factors
+    def refine(self):
+        """With `refine`: add levels until no verdict flips between neighbouring levels more
+        than a factor 2 apart, each added level's groups trained (a diverged group is not
+        trained again)."""
+        while self.config.refine:
+            added = refine.added_levels(self.factors, self.table())
+            if not added:
+                return
+            print(f"refining the grid: adding {added}", flush=True)
+            self.factors = refine.with_levels(self.factors, added)
+            for label in training_groups(self.config, self.factors):
+                if label not in self.diverged and (label not in self.done or "epochs" in added):
+                    self.train(label)
+
+    def effect_groups(self) -> dict[str, tuple]:
+        """Each group's candidates' differences by checkpoint epoch, named `<candidate> -
+        <reference>, <levels>`, for the effect along training."""
+        groups = {}
+        for label, group in training_groups(self.config, self.factors).items():
+            if label not in self.done:  # diverged
+                continue
+            words = ", ".join(
+                f"{name} {regime_map.display(name, level_text(level))}"
+                for name, level in group.items()
+            )
+            differences = effect.epoch_differences(self.names, self.done[label][0])
+            for (candidate, reference), curves in differences.items():
+                groups[", ".join(filter(None, [f"{candidate} - {reference}", words]))] = curves
+        return groups
+
+    def diverged_cells(self) -> list[dict]:
+        groups = training_groups(self.config, self.factors)
+        return [
+            cell
+            for label in self.diverged
+            for cell in group_cells(self.config, self.factors, groups[label])
+        ]
+
+    def log_map(self) -> str:
+        """The regime map, its figure, the effect along training and the report, into the
+        active (top) run; returns the words. Diverged cells are marked in it; with no other
+        cell there is no map: CellsDiverged."""
+        config = self.config
+        table = self.table(self.diverged_cells())
+        paragraphs = regime_map.map_findings(config, self.factors, table, self.design)
+        effect_table, crossings = effect.effect_tables(self.effect_groups(), config.seed)
+        paragraphs.append(log_effect(effect_table, crossings, config.margin))
+        text = "\n\n".join(paragraphs)
+        title = (
+            f"{config.name}: test accuracy, candidate - reference (points)\n"
+            "mean [CI], verdict (seeds it rests on)"
+        )
+        figure = regime_map.regime_figure(table, self.factors, title)
+        tracking.log_text(table.to_csv(index=False), "regime_map.csv")
+        tracking.log_text(regime_map.map_report_markdown(text, table), "report.md")
+        effect_figure = effect_by_epoch_figure(effect_table, config.margin, crossings)
+        page = regime_map.map_report_html(text, table, figure, effect_figure)
+        tracking.log_text(page, "report.html")
+        tracking.log_figure(figure, "regime_map.png")
+        tracking.set_description(text)
+        return text
 
 
 def grid_study(config: StudyConfig) -> str:
@@ -213,27 +229,18 @@ def grid_study(config: StudyConfig) -> str:
     )
     name, pruner = f"{config.name}-{key}", optuna.pruners.NopPruner()
     with shared_study(config.storage, name, sampler, pruner, parent) as shared:
-        group_trials, parent_run_id = shared.study, shared.parent_run_id
-        done: dict[str, GroupResults] = {}
-        if not shared.run_trials(
-            lambda trial: objective(trial, config, done, parent_run_id, design),
-            groups_to_run(groups, group_trials, sampler),
-        ):
+        grid = GridRun(config, factors, design, shared.parent_run_id)
+        if not shared.run_trials(grid.objective, groups_to_run(groups, shared.study, sampler)):
             return ""
-        # groups done elsewhere, or left short by a failed trial: reused, or completed here
-        diverged = diverged_groups(group_trials)
-        for label in groups:
-            if label not in done and label not in diverged:
-                done[label] = run_group(config, factors, label, parent_run_id, design)
-        factors = refined(config, factors, done, parent_run_id, design, diverged)
-        diverged_cells = [
-            cell for label in diverged for cell in group_cells(config, factors, groups[label])
-        ]
-        text = log_map(config, factors, done, design, diverged_cells)
+        grid.diverged = diverged_groups(shared.study)
+        grid.complete()
+        grid.refine()
+        text = grid.log_map()
     print(text)
-    if diverged:
+    if grid.diverged:
         raise CellsDiverged(
-            f"{len(diverged)} of {len(groups)} training groups diverged "
-            f"({', '.join(diverged)}): their runs are FAILED with the reason, the map marks them"
+            f"{len(grid.diverged)} of {len(groups)} training groups diverged "
+            f"({', '.join(grid.diverged)}): their runs are FAILED with the reason, the map "
+            "marks them"
         )
     return text

@@ -27,6 +27,19 @@ __all__ = ["TrainingDiverged"]
 EpochHook = Callable[[int, dict[int, dict[str, float]]], None]  # epoch, live members' metrics
 
 
+@dataclass(frozen=True)
+class Supervision:
+    """How runs are watched while they train: hooks that see each epoch's live members (e.g.
+    Optuna's pruning report, which may raise) and the exceptions that end a run KILLED rather
+    than FAILED (Ctrl-C and SIGTERM; a pruned trial)."""
+
+    epoch_hooks: Sequence[EpochHook] = ()
+    killed_on: tuple[type[BaseException], ...] = KILLED_ON
+
+
+UNSUPERVISED = Supervision()
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -89,9 +102,8 @@ def train(
     config: TrainConfig,
     dataset: Dataset | None = None,
     parent_run_id: str | None = None,
-    epoch_hooks: Sequence[EpochHook] = (),
     tags: dict[str, str] | None = None,
-    killed_on: tuple[type[BaseException], ...] = KILLED_ON,
+    supervision: Supervision = UNSUPERVISED,
 ) -> TrainResult:
     """Train one model as the active MLflow run and return its history and test metrics."""
     if config.backend != keras.backend.backend():  # Keras fixes it at its first import
@@ -104,11 +116,12 @@ def train(
     member = Member(config, dataset or load_dataset(config), tags or {})
     engine = engine_for(config.engine)
     experiment = tracking.experiment_name(config.dataset)
+    killed_on = supervision.killed_on
     with tracking.run(config.run_name, experiment, {}, parent_run_id, killed_on) as run_id:
         run = TrainRun(run_id, config, member.dataset)
         run.begin(engine.name, engine.device, member.tags)
         member.run_id = run_id
-        [weights] = engine.fit([member], epoch_logger([run], [member], epoch_hooks))
+        [weights] = engine.fit([member], epoch_logger([run], [member], supervision.epoch_hooks))
         if member.stopped:
             raise TrainingDiverged(member.stopped)
         run.finish(member.spec, weights)
@@ -142,17 +155,14 @@ def _begin_children(group: Sequence[Member], parent_run_id: str, engine: Engine)
 
 
 def train_group(
-    group: Sequence[Member],
-    parent_run_id: str,
-    engine: Engine,
-    epoch_hooks: Sequence[EpochHook] = (),
-    killed_on: tuple[type[BaseException], ...] = KILLED_ON,
+    group: Sequence[Member], parent_run_id: str, engine: Engine, supervision=UNSUPERVISED
 ) -> list[TrainResult | None]:
     """One engine call: the members (one shape) as child runs; None for a member that stopped
     (its run ended FAILED with the reason)."""
     runs = _begin_children(group, parent_run_id, engine)
+    killed_on = supervision.killed_on
     try:
-        weights = engine.fit(group, epoch_logger(runs, group, epoch_hooks))
+        weights = engine.fit(group, epoch_logger(runs, group, supervision.epoch_hooks))
         results = []
         for run, member, trained in zip(runs, group, weights, strict=True):
             if member.stopped:
@@ -171,11 +181,7 @@ def train_group(
 
 
 def train_members(
-    members: Sequence[Member],
-    parent_run_id: str,
-    replicas: int,
-    epoch_hooks: Sequence[EpochHook] = (),
-    killed_on: tuple[type[BaseException], ...] = KILLED_ON,
+    members: Sequence[Member], parent_run_id: str, replicas: int, supervision=UNSUPERVISED
 ) -> list[TrainResult]:
     """Each member as a child run, `replicas` of one shape per engine call (the keras engine
     trains one at a time); results in the members' order. Raises TrainingDiverged, naming every
@@ -184,7 +190,7 @@ def train_members(
     size = 1 if engine is None or engine.name == "keras" else replicas
     results = {}
     for group in groups(members, size):
-        trained = train_group(group, parent_run_id, engine, epoch_hooks, killed_on)
+        trained = train_group(group, parent_run_id, engine, supervision)
         results.update(zip(map(id, group), trained, strict=True))
     diverged = [member for member in members if member.stopped]
     if diverged:

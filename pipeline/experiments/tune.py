@@ -28,7 +28,7 @@ from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits
 from pipeline.experiments.coordination import ParentRun, shared_study
-from pipeline.experiments.train import TrainResult, train_members
+from pipeline.experiments.train import Supervision, TrainResult, train_members
 from pipeline.experiments.tune_results import (
     best_rates,
     compare_on_fresh_seeds,
@@ -125,8 +125,8 @@ def train_trial(
         value = float(np.mean([metrics["val_accuracy"] for metrics in live.values()]))
         report(trial, value, epoch, tag_members)
 
-    killed_on = (KeyboardInterrupt, optuna.TrialPruned)
-    return train_members(members, parent_run_id, len(members), [mean], killed_on)
+    supervision = Supervision([mean], (KeyboardInterrupt, optuna.TrialPruned))
+    return train_members(members, parent_run_id, len(members), supervision)
 
 
 def objective(
