@@ -80,14 +80,18 @@ def keras_device() -> str:
     )
 
 
-class KerasEngine:
-    """Trains the members one after another, each as its own Keras model."""
-
-    name = "keras"
+class OnKerasBackend:
+    """An engine that trains on the process's Keras backend: its device is the backend's."""
 
     @property
     def device(self) -> str:
         return keras_device()
+
+
+class KerasEngine(OnKerasBackend):
+    """Trains the members one after another, each as its own Keras model."""
+
+    name = "keras"
 
     def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]:
         return [self._fit_one(member, index, on_epoch) for index, member in enumerate(members)]

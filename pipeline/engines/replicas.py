@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from pipeline.engines.base import Member, OnEpoch, Weights
-from pipeline.engines.keras_engine import keras_device, seeded_model, steps_per_execution
+from pipeline.engines.keras_engine import OnKerasBackend, seeded_model, steps_per_execution
 from pipeline.engines.replica_data import (
     epoch_orders,
     replica_arrays,
@@ -84,14 +84,10 @@ def _epoch_metrics(history: dict, members: Sequence[Member], seconds: float) -> 
     }
 
 
-class ReplicaEngine:
+class ReplicaEngine(OnKerasBackend):
     """Trains members of one shape as one Keras model with a replica axis."""
 
     name = "replicas"
-
-    @property
-    def device(self) -> str:
-        return keras_device()
 
     def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]:
         keras.backend.clear_session()
