@@ -79,7 +79,7 @@ def run_configs(
 ) -> list[SeedResult]:
     """Every config on every seed (the keys of `datasets`, each seed's split shared by every
     config) as a child run of the parent, tagged `tags` plus its name and seed; FINISHED ones
-    are reused, the others trained `replicas` at a time as one model (1: `train`), scoring the
+    are reused, the others trained by their engine, `replicas` of one shape at a time, scoring the
     test set at the `checkpoints` epochs. Children that a killed process left RUNNING end
     FAILED first."""
     tracking.end_dead_children(parent_run_id)
