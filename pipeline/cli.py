@@ -112,6 +112,15 @@ def fail_mlflow_run(error: ParameterError):
         tracking.end_run_by_id(run_id, "FAILED", f"{type(error).__name__}: {error}")
 
 
+def keras_backend(config) -> str:
+    """The Keras backend the command needs: the config's `backend` where Keras trains (the keras
+    engine; evaluate), JAX where it only builds the models that runs log (the population engine
+    trains in JAX: TensorFlow's import, ~3-7 s, is skipped)."""
+    if getattr(config, "engine", "keras") == "keras":
+        return getattr(config, "backend", "tensorflow")
+    return "jax"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = vars(build_parser().parse_args(argv))
     config_class, command, _ = COMMANDS[args.pop("command")]
@@ -119,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.excepthook = secrets.excepthook  # an unexpected error's traceback, redacted
     try:
         config = config_class.from_strings(args)
-        runtime.setup(getattr(config, "backend", "tensorflow"))  # before the command imports Keras
+        runtime.setup(keras_backend(config))  # before the command imports Keras
         from pipeline import tracking  # imports mlflow, after the runtime's setup
         from pipeline.tracking import store
 

@@ -75,3 +75,27 @@ def test_max_norm_bounds_each_hidden_unit_s_incoming_weights():
     assert model.layers[-1].kernel_constraint is None  # the output layer is free
     plain = build_model(ModelSpec((8, 8), 10, (32, 16), (0.0, 0.0)))
     assert all(layer.kernel_constraint is None for layer in plain.layers[2:])
+
+
+@pytest.mark.parametrize("recipe", ["standard", "notebook"])
+def test_numpy_inference_gives_the_keras_model_s_predictions_and_loss(recipe):
+    """`forward.predict` (how a run is scored) equals Keras' predict and evaluate on real
+    digits: probabilities within float32 rounding, the same classes, the same loss."""
+    from sklearn.datasets import load_digits
+
+    from pipeline.models import forward
+    from pipeline.models.inputs import predict
+
+    digits = load_digits()
+    images = (digits.images * 16).clip(0, 255).astype(np.uint8)  # 0-255 pixels, as our data
+    labels = digits.target
+    spec = ModelSpec((8, 8), 10, (32, 16), (0.5, 0.0), recipe=recipe)
+    keras.utils.set_random_seed(0)
+    model = build_model(spec)
+    model.fit(images, labels, epochs=2, batch_size=64, verbose=0)
+    weights = [np.asarray(w) for w in model.get_weights()]
+    keras_probabilities, keras_loss = predict(model, images, labels)
+    probabilities, loss = forward.predict(spec, weights, images, labels)
+    np.testing.assert_allclose(probabilities, keras_probabilities, atol=2e-6)
+    assert (probabilities.argmax(1) == keras_probabilities.argmax(1)).all()
+    assert loss == pytest.approx(keras_loss, rel=1e-5)

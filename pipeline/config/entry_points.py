@@ -84,8 +84,8 @@ class ModelDataConfig(Config):
     backend: str = Param(
         "tensorflow",
         Options(BACKENDS),
-        "Keras backend; jax trains about twice as fast on CPU but draws other random numbers, "
-        "so its results differ from tensorflow's at the same seed",
+        "Keras backend of engine=keras; jax trains about twice as fast on CPU but draws other "
+        "random numbers, so its results differ from tensorflow's at the same seed",
         roles=("shape",),
     ).field()
     engine: str = ENGINE.field()

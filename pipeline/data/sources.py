@@ -3,6 +3,7 @@ test set per source (see `pipeline.data.datasets` for the sources and the splits
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 from pathlib import Path
@@ -162,12 +163,24 @@ def _mnist_5k_arrays() -> tuple[dict[str, np.ndarray], str]:
 
 
 def source_arrays(config: ModelDataConfig) -> tuple[dict[str, np.ndarray], str]:
-    if config.dataset == "digits":
-        return _digits_arrays()
-    if config.dataset == "mnist_5k":
-        return _mnist_5k_arrays()
-    if config.data_dir:
-        return load_local(config.data_dir)
-    if config.dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
-        return load_local(DEBIAN_FASHION_MNIST)
-    return _keras_arrays(config.dataset)
+    """The config's dataset as arrays (x_train, y_train, x_test, y_test) and where they came
+    from; read once per process (a study reads its data before its runs and again for each
+    seed's split), the arrays read-only."""
+    return _read(config.dataset, config.data_dir)
+
+
+@functools.lru_cache(maxsize=2)
+def _read(dataset: str, data_dir: str) -> tuple[dict[str, np.ndarray], str]:
+    if dataset == "digits":
+        arrays, source = _digits_arrays()
+    elif dataset == "mnist_5k":
+        arrays, source = _mnist_5k_arrays()
+    elif data_dir:
+        arrays, source = load_local(data_dir)
+    elif dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        arrays, source = load_local(DEBIAN_FASHION_MNIST)
+    else:
+        arrays, source = _keras_arrays(dataset)
+    for array in arrays.values():
+        array.flags.writeable = False
+    return arrays, source

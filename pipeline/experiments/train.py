@@ -106,7 +106,8 @@ def train(
     supervision: Supervision = UNSUPERVISED,
 ) -> TrainResult:
     """Train one model as the active MLflow run and return its history and test metrics."""
-    if config.backend != keras.backend.backend():  # Keras fixes it at its first import
+    keras_trains = config.engine == "keras"
+    if keras_trains and config.backend != keras.backend.backend():  # fixed at Keras' import
         raise config.invalid(
             "backend",
             f"the Keras backend this process imported ({keras.backend.backend()}); set "
@@ -116,12 +117,15 @@ def train(
     member = Member(config, dataset or load_dataset(config), tags or {})
     engine = engine_for(config.engine)
     experiment = tracking.experiment_name(config.dataset)
-    killed_on = supervision.killed_on
+    killed_on, hooks = supervision.killed_on, supervision.epoch_hooks
     with tracking.run(config.run_name, experiment, {}, parent_run_id, killed_on) as run_id:
         run = TrainRun(run_id, config, member.dataset)
         run.begin(engine.name, engine.device, member.tags)
         member.run_id = run_id
-        [weights] = engine.fit([member], epoch_logger([run], [member], supervision.epoch_hooks))
+        try:
+            [weights] = engine.fit([member], epoch_logger([run], [member], hooks))
+        finally:
+            run.flush()  # the epochs so far, whatever ends the run
         if member.stopped:
             raise TrainingDiverged(member.stopped)
         run.finish(member.spec, weights)

@@ -185,9 +185,15 @@ def log_params_to(run_id: str, params: dict[str, str]):
         mlflow.MlflowClient().log_batch(run_id, params=batch[start : start + MAX_PARAMS_PER_BATCH])
 
 
-def log_metrics_to(run_id: str, metrics: dict[str, float], step: int):
+def log_metrics_to(run_id: str, steps: dict[int, dict[str, float]]):
+    """Log each step's metrics (`{step: {name: value}}`) in as few calls as `log_batch`
+    allows (1,000 metrics a call)."""
     timestamp = int(time.time() * 1000)
-    batch = [Metric(key, value, timestamp, step) for key, value in metrics.items()]
+    batch = [
+        Metric(key, value, timestamp, step)
+        for step, metrics in steps.items()
+        for key, value in metrics.items()
+    ]
     for start in range(0, len(batch), MAX_METRICS_PER_BATCH):
         mlflow.MlflowClient().log_batch(
             run_id, metrics=batch[start : start + MAX_METRICS_PER_BATCH]
