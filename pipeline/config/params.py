@@ -102,7 +102,8 @@ MAX_NORM = Param(
 REPLICAS = Param(
     10,
     POSITIVE,
-    "the most runs of one shape trained together as one model; 1: one at a time",
+    "population size: the most runs of one shape engine=population trains together; 1: one at "
+    "a time",
     roles=("resumable", "execution"),
 )
 DATA_DIR_RULE = Rule(
