@@ -35,11 +35,10 @@ test: install  ## the full suite (CI's command)
 test-fast: install  ## no subprocess, server or training beyond a few epochs on tiny data: < 2 min
 	$(PYTHON) -m pytest -m "fast and not slow" $(ARGS)
 
-bench: install  ## timings and slow acceptance checks; writes bench/results.{md,json}
+bench: install  ## timings and slow acceptance checks; writes bench/results.{md,json} and bench/population_results.json
 	$(PYTHON) -m pytest -m slow bench/ $(ARGS)
 	$(PYTHON) bench/bench.py
-	$(PYTHON) bench/bench_replicas.py
-	$(PYTHON) bench/bench_population.py  # every engine per model-epoch, K = 1, 10, 100
+	$(PYTHON) bench/bench_population.py  # keras and population per model-epoch, K = 1, 10, 100
 
 findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs) and the seeds=auto regime map with the effect along 1..100 epochs (hours on 2 cores: ARGS="--train-sizes 1000,5000 --grid-epochs 10,25 --max-seeds 20" for less); writes README's Findings
 	$(PYTHON) bench/findings.py $(ARGS)

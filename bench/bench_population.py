@@ -1,12 +1,13 @@
-"""Population engine against the replica engine: seconds per model-epoch, batch 32.
+"""Population engine against the keras engine: seconds per model-epoch, batch 32.
 
 K replicas of the notebook MLP (dropout 0.5, 0.25, 0; seeds 0..K-1, all on one seed's split
 of the data, stored once) train for one warm-up epoch (compiling) and one timed epoch, with
 validation, per engine and K, through the engine seam (`fit(members, on_epoch)`); the rounds
 interleave engines and Ks, and each cell is the median over rounds of the timed epoch's
-`epoch_seconds` (the engine call's epoch time divided by K). The replica and keras engines run
-on this process's Keras backend (KERAS_BACKEND, default TensorFlow). Prints a markdown table and
-writes --out (bench/population_results.json).
+`epoch_seconds` (the engine call's epoch time divided by K). The keras engine runs on this
+process's Keras backend (KERAS_BACKEND, default TensorFlow). Prints a markdown table and writes
+--out (bench/population_results.json; the recorded one of 2026-12-04 also has a `replicas`
+column: the retired Keras replica model's).
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def main():
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--data-dir", default="", help="a folder of the dataset's IDX files")
     parser.add_argument("--population-ks", default="1,10,100")
-    parser.add_argument("--replica-ks", default="1,10")
     parser.add_argument("--keras-ks", default="1", help="the keras engine trains one at a time")
     parser.add_argument("--out", default=str(BENCH_DIR / "population_results.json"))
     parser.add_argument("--rounds", type=int, default=3)
@@ -72,7 +72,7 @@ def main():
     from pipeline.engines.population import PopulationEngine
 
     dataset = load_dataset(TrainConfig(dataset=args.dataset, data_dir=args.data_dir, seed=0))
-    ks = {"population": args.population_ks, "replicas": args.replica_ks, "keras": args.keras_ks}
+    ks = {"population": args.population_ks, "keras": args.keras_ks}
     cells = [(engine, int(k)) for engine, text in ks.items() for k in filter(None, text.split(","))]
     runs: dict[str, dict[int, list[float]]] = {}
     for round_ in range(args.rounds):

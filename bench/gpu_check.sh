@@ -13,7 +13,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.t
 python3 -c "import jax; print(jax.__version__, jax.devices())" | tee -a "$OUT/gpu.txt"
 # 1. Seconds per model-epoch of the population engine, K = 1, 10, 100, 1000 (54,000 images).
 timeout 200 python3 bench/bench_population.py --data-dir .gpu-data --population-ks 1,10,100,1000 \
-  --replica-ks "" --keras-ks "" --rounds 2 --out "$OUT/population_gpu.json" 2>&1 | tail -12
+  --keras-ks "" --rounds 2 --out "$OUT/population_gpu.json" 2>&1 | tail -12
 # 2. The pipeline's study: 2 configs x 50 seeds x 100 epochs on all of Fashion-MNIST, every run
 #    logged to a local store.
 start=$SECONDS

@@ -83,6 +83,16 @@ def test_constraints_describe_themselves_in_the_error(raw, expected):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("command", ["train", "study", "tune"])
+def test_the_retired_replicas_engine_exits_2_naming_the_engines_left(command, capsys, client):
+    """engine=replicas (a Keras replica model) was retired for population: a bad value now."""
+    message = (
+        f"The 'engine' parameter of {command} must be one of ('keras', 'population'). "
+        "Got 'replicas' instead."
+    )
+    assert_rejected([command, "--engine", "replicas"], message, capsys, client)
+
+
 def test_generated_files_match_the_configs():
     """MLproject and README's parameter tables are written by `make params` from config."""
     assert project_files.outdated() == []

@@ -4,6 +4,7 @@ children a killed (kill -9) process left RUNNING, and any later command fails a 
 run. Inside a run, the interrupt waits for a safe point (the epoch's end), never surfacing
 inside TensorFlow or a storage write."""
 
+import dataclasses
 import os
 import signal
 
@@ -17,7 +18,7 @@ from pipeline.config.study import StudyConfig
 from pipeline.config.tune import TuneConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
-from pipeline.engines.replicas import ReplicaEngine
+from pipeline.engines.population import PopulationEngine
 from pipeline.experiments.study import study
 from pipeline.experiments.train import Supervision, train, train_group
 from pipeline.experiments.tune import tune
@@ -81,7 +82,7 @@ def test_study_fails_the_children_a_killed_process_left_running(client):
     process = start("study", "--dataset", "digits", "--epochs", "30", "--seeds", "2",
                     "--study-name", "killed study")  # fmt: skip
     signal_at_epoch(process, signal.SIGKILL)
-    _, orphans = runs_tagged(client, "study", "killed study")  # the 4 runs of a replica group
+    _, orphans = runs_tagged(client, "study", "killed study")  # the 4 runs of a population
     assert orphans and all(run.info.status == "RUNNING" for run in orphans)  # nothing ended them
 
     study(config)
@@ -145,15 +146,16 @@ def test_a_signal_mid_epoch_lets_the_epoch_finish_then_ends_the_run_killed(handl
     assert running_runs(client) == []
 
 
-def test_a_signal_ends_every_replica_of_a_group_killed_after_its_epoch(handled_signals, client):
-    configs = [TrainConfig(dataset="digits", epochs=5, seed=seed) for seed in (21, 22)]
+def test_a_signal_ends_every_run_of_a_group_killed_after_its_epoch(handled_signals, client):
+    config = TrainConfig(dataset="digits", epochs=5, engine="population")
+    configs = [dataclasses.replace(config, seed=seed) for seed in (21, 22)]
     group = [Member(config, load_dataset(config)) for config in configs]
 
     def signal_at_epoch_1(epoch: int, logged: list):
         os.kill(os.getpid(), signal.SIGTERM)
 
     with pytest.raises(lifecycle.Terminated), tracking.run("signalled", "signals") as parent_run_id:
-        train_group(group, parent_run_id, ReplicaEngine(), Supervision([signal_at_epoch_1]))
+        train_group(group, parent_run_id, PopulationEngine(), Supervision([signal_at_epoch_1]))
     for run in [client.get_run(member.run_id) for member in group]:
         assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]

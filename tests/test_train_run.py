@@ -14,7 +14,7 @@ from pipeline.experiments.train import engine_for, train_group
 
 pytestmark = pytest.mark.fast  # make test-fast
 
-ENGINES = ("keras", "replicas", "population")
+ENGINES = ("keras", "population")
 GROUP_ONLY_TAGS = {"replica_group"}  # runs trained together share one; a lone run has none
 CONFIG = TrainConfig(dataset="digits", epochs=2, hidden_units=(16, 8), dropout_rates=(0.5, 0.0))
 

@@ -10,7 +10,7 @@ DATASETS = ("mnist_5k", "mnist", "fashion_mnist", "digits")
 LOCAL_DATASETS = ("mnist", "fashion_mnist")  # the ones data_dir can replace
 RECIPES = ("standard", "notebook")
 BACKENDS = ("tensorflow", "jax")  # Keras backends
-ENGINES = ("keras", "replicas", "population")  # pipeline.engines
+ENGINES = ("keras", "population")  # pipeline.engines
 CHAMPION_ALIAS = "champion"  # registered models: models:/<name>@champion
 RDB_STORAGE_SCHEMES = ("sqlite:", "postgresql", "mysql")  # Optuna RDB storage URLs
 # numpy takes seeds < 2**32: a train's; those derived from seed (+ trial number, + k) stay below
@@ -102,7 +102,8 @@ MAX_NORM = Param(
 REPLICAS = Param(
     10,
     POSITIVE,
-    "the most runs of one shape trained together as one model; 1: one at a time",
+    "population size: the most runs of one shape engine=population trains together; 1: one at "
+    "a time",
     roles=("resumable", "execution"),
 )
 DATA_DIR_RULE = Rule(
@@ -114,8 +115,8 @@ DATA_DIR_RULE = Rule(
 ENGINE = Param(
     "keras",
     Options(ENGINES),
-    "keras: one model.fit per run (backend trains it); replicas: up to `replicas` runs of one "
-    "shape as one Keras model; population: up to `replicas` runs as one JAX program per epoch",
+    "keras: one model.fit per run (backend trains it); population: up to `replicas` runs of one "
+    "shape as one JAX program per epoch",
     roles=("shape",),
 )
 RUN_FIGURES = Param(

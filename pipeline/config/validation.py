@@ -105,7 +105,7 @@ class Param:
 
 
 ROLES = {
-    "shape": "runs trained together as one population or replica model must share it",
+    "shape": "runs trained together as one population must share it",
     "run": "it may differ between the runs trained together (their seed, rates)",
     "grid": "a study's grid may vary it",
     "design": "it defines what a study, search or evaluation computes (its identity)",

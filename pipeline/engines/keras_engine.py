@@ -32,7 +32,7 @@ def steps_per_execution(n_examples: int, batch_size: int) -> int:
     return STEPS_PER_EXECUTION
 
 
-def seeded_model(member: Member, steps: int = STEPS_PER_EXECUTION) -> keras.Model:
+def seeded_model(member: Member, steps: int) -> keras.Model:
     """The member's model with the initial weights its seed gives, in a fresh Keras session."""
     keras.utils.set_random_seed(member.config.seed)
     return build_model(member.spec, member.config.learning_rate, steps)
@@ -80,18 +80,15 @@ def keras_device() -> str:
     )
 
 
-class OnKerasBackend:
-    """An engine that trains on the process's Keras backend: its device is the backend's."""
+class KerasEngine:
+    """Trains the members one after another, each as its own Keras model, on the process's
+    Keras backend (its device is the backend's)."""
+
+    name = "keras"
 
     @property
     def device(self) -> str:
         return keras_device()
-
-
-class KerasEngine(OnKerasBackend):
-    """Trains the members one after another, each as its own Keras model."""
-
-    name = "keras"
 
     def fit(self, members: Sequence[Member], on_epoch: OnEpoch) -> list[Weights | None]:
         return [self._fit_one(member, index, on_epoch) for index, member in enumerate(members)]

@@ -32,9 +32,14 @@ from pipeline.engines.population_program import (
     init_params,
     train_epoch,
 )
-from pipeline.engines.replica_data import epoch_orders
 
 MEMORY_SHARE = 0.5  # of the memory available, at most this much for one population
+
+
+def epoch_orders(seeds: Sequence[int], n: int, epoch: int) -> np.ndarray:
+    """(n, K): replica k's n training examples in the order its seed gives this epoch (a
+    function of seed and epoch only)."""
+    return np.stack([np.random.default_rng((seed, epoch)).permutation(n) for seed in seeds], axis=1)
 
 
 def program_for(members: Sequence[Member]) -> Program:
@@ -179,8 +184,8 @@ class _Replicas:
         )
 
     def orders(self, examples: int, padded: int, epoch: int) -> jax.Array:
-        """(K, padded): each replica's shuffle of its examples this epoch (its seed's, as the
-        replica engine draws them), padded with row 0 to whole batches."""
+        """(K, padded): each replica's shuffle of its examples this epoch (`epoch_orders`),
+        padded with row 0 to whole batches."""
         orders = epoch_orders(self.seeds, examples, epoch).T.astype(np.int32)
         orders = np.pad(orders, ((0, 0), (0, padded - examples)))
         return jax.device_put(orders, self.split)

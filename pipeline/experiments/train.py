@@ -53,10 +53,6 @@ def engine_for(name: str) -> Engine:
         from pipeline.engines.keras_engine import KerasEngine
 
         return KerasEngine()
-    if name == "replicas":
-        from pipeline.engines.replicas import ReplicaEngine
-
-        return ReplicaEngine()
     from pipeline.engines.population import PopulationEngine
 
     return PopulationEngine()

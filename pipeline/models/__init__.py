@@ -1,1 +1,1 @@
-"""The notebook's MLP and its replica form, built from a spec: pure Keras, no data."""
+"""The notebook's MLP, built from a spec: pure Keras, no data."""
