@@ -14,6 +14,7 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 
 _pending: KeyboardInterrupt | None = None
@@ -55,8 +56,11 @@ def handle_signals():
 
 
 def raise_pending():
-    """A safe point: raise the interrupt of a signal that arrived inside `deferred_interrupts`."""
+    """A safe point: raise the interrupt of a signal that arrived inside `deferred_interrupts`.
+    Only the main thread raises it (where the signal arrived); other threads go on."""
     global _pending
+    if threading.current_thread() is not threading.main_thread():
+        return
     error, _pending = _pending, None
     if error is not None:
         raise error
@@ -64,8 +68,12 @@ def raise_pending():
 
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """Inside, a signal's interrupt waits for `raise_pending` (or the outermost block's end)."""
+    """Inside, a signal's interrupt waits for `raise_pending` (or the outermost block's end).
+    In a thread other than the main one it does nothing: signals interrupt the main thread."""
     global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _deferring += 1
     try:
         yield

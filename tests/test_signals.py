@@ -20,7 +20,7 @@ from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
 from pipeline.engines.population import PopulationEngine
 from pipeline.experiments.study import study
-from pipeline.experiments.train import Supervision, train, train_group
+from pipeline.experiments.train import Supervision, train, train_group, train_members
 from pipeline.experiments.tune import tune
 from pipeline.tracking import store
 
@@ -159,4 +159,26 @@ def test_a_signal_ends_every_run_of_a_group_killed_after_its_epoch(handled_signa
     for run in [client.get_run(member.run_id) for member in group]:
         assert run.info.status == "KILLED" and run.data.tags["killed_by"] == "SIGTERM"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1]
+    assert running_runs(client) == []
+
+
+def test_a_signal_while_a_group_finishes_in_the_background(handled_signals, client):
+    """train_members finishes a group in a thread while the next trains: a signal in the second
+    group's first epoch ends that group KILLED, the first still FINISHED, nothing RUNNING."""
+    config = TrainConfig(dataset="digits", epochs=3, engine="population")
+    dataset = load_dataset(config)
+    members = [Member(dataclasses.replace(config, seed=seed), dataset) for seed in (31, 32, 33)]
+    calls = []
+
+    def signal_in_the_second_group(epoch: int, live: dict):
+        calls.append(epoch)
+        if len(calls) == 4:  # the first group's 3 epochs, then the second group's first
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    supervision = Supervision([signal_in_the_second_group])
+    with pytest.raises(lifecycle.Terminated), tracking.run("signalled", "signals") as parent_run_id:
+        train_members(members, parent_run_id, 2, supervision)
+    statuses = [client.get_run(member.run_id).info.status for member in members]
+    assert statuses == ["FINISHED", "FINISHED", "KILLED"]
+    assert client.get_run(members[0].run_id).data.metrics["test_accuracy"] > 0.5
     assert running_runs(client) == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay
 
@@ -17,7 +18,8 @@ def confusion_matrix_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
     counts = table.to_numpy()
     normalized = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     # Fixed margins: a layout engine would measure every cell's text in an extra draw (~0.2 s).
-    figure, axes = plt.subplots(1, 2, figsize=(13, 6.5))
+    figure = Figure(figsize=(13, 6.5))  # not pyplot's: a run's figures may be drawn in a thread
+    axes = figure.subplots(1, 2)
     figure.subplots_adjust(left=0.1, right=0.99, bottom=0.2, top=0.88, wspace=0.3)
     for axis, values, name, fmt in (
         (axes[0], counts, "counts", "d"),
@@ -32,7 +34,8 @@ def confusion_matrix_figure(table: pd.DataFrame, title: str = "") -> plt.Figure:
 
 def learning_curves_figure(history: dict[str, list[float]], title: str = "") -> plt.Figure:
     """Loss and accuracy per epoch, train vs validation."""
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))  # not pyplot's, as above
+    axes = figure.subplots(1, 2)
     figure.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.88, wspace=0.25)  # see above
     epochs = np.arange(1, len(history["loss"]) + 1)
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=False):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import keras
@@ -159,11 +160,31 @@ def train_group(
 ) -> list[TrainResult | None]:
     """One engine call: the members (one shape) as child runs; None for a member that stopped
     (its run ended FAILED with the reason)."""
+    runs, weights = fit_group(group, parent_run_id, engine, supervision)
+    return finish_group(runs, group, weights, supervision.killed_on)
+
+
+def fit_group(
+    group: Sequence[Member], parent_run_id: str, engine: Engine, supervision=UNSUPERVISED
+) -> tuple[list[TrainRun], list]:
+    """The members' child runs begun and trained by one engine call; their runs and weights.
+    Whatever stops the call ends every run (KILLED, or FAILED with the reason)."""
     runs = _begin_children(group, parent_run_id, engine)
-    killed_on = supervision.killed_on
     try:
         weights = engine.fit(group, epoch_logger(runs, group, supervision.epoch_hooks))
-        results = []
+    except BaseException as error:
+        _end_running(runs, group, error, supervision.killed_on)
+        raise
+    return runs, weights
+
+
+def finish_group(
+    runs: Sequence[TrainRun], group: Sequence[Member], weights: list, killed_on=KILLED_ON
+) -> list[TrainResult | None]:
+    """Each trained member's run finished (test results, artifacts, model) and ended; a member
+    that stopped ends FAILED with its reason (None in its place)."""
+    results = []
+    try:
         for run, member, trained in zip(runs, group, weights, strict=True):
             if member.stopped:
                 run.end(TrainingDiverged(member.stopped))
@@ -173,25 +194,37 @@ def train_group(
                 run.finish(member.spec, trained)
             results.append(TrainResult(run.run_id, run.history, run.test_metrics))
     except BaseException as error:
-        for run, member in zip(runs, group, strict=True):
-            if tracking.is_running(run.run_id):
-                run.end(TrainingDiverged(member.stopped) if member.stopped else error, killed_on)
+        _end_running(runs, group, error, killed_on)
         raise
     return results
+
+
+def _end_running(runs: Sequence[TrainRun], group: Sequence[Member], error, killed_on):
+    for run, member in zip(runs, group, strict=True):
+        if tracking.is_running(run.run_id):
+            run.end(TrainingDiverged(member.stopped) if member.stopped else error, killed_on)
 
 
 def train_members(
     members: Sequence[Member], parent_run_id: str, replicas: int, supervision=UNSUPERVISED
 ) -> list[TrainResult]:
     """Each member as a child run, `replicas` of one shape per engine call (the keras engine
-    trains one at a time); results in the members' order. Raises TrainingDiverged, naming every
-    member whose loss stopped being finite, once all have trained."""
+    trains one at a time); results in the members' order. A group's runs are finished (scored,
+    their artifacts and models logged) in a background thread while the next group trains:
+    on a GPU that logging would otherwise take most of the time. Raises TrainingDiverged,
+    naming every member whose loss stopped being finite, once all have trained."""
     engine = engine_for(members[0].config.engine) if members else None
     size = 1 if engine is None or engine.name == "keras" else replicas
+    finishing = {}
+    with ThreadPoolExecutor(1, thread_name_prefix="finish") as finisher:
+        for group in groups(members, size):
+            runs, weights = fit_group(group, parent_run_id, engine, supervision)
+            finishing[tuple(group)] = finisher.submit(
+                finish_group, runs, group, weights, supervision.killed_on
+            )
     results = {}
-    for group in groups(members, size):
-        trained = train_group(group, parent_run_id, engine, supervision)
-        results.update(zip(map(id, group), trained, strict=True))
+    for group, finished in finishing.items():
+        results.update(zip(map(id, group), finished.result(), strict=True))
     diverged = [member for member in members if member.stopped]
     if diverged:
         reasons = "; ".join(dict.fromkeys(member.stopped for member in diverged))  # each once

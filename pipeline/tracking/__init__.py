@@ -11,6 +11,7 @@ param, tag, description and text artifact passes through `secrets.redact`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -22,7 +23,7 @@ from mlflow.entities import Metric, Param, RunTag
 from pipeline import lifecycle
 from pipeline.secrets import redact
 from pipeline.tracking import store
-from pipeline.tracking.artifacts import log_dataset_split, log_dict, log_figure, log_text
+from pipeline.tracking.artifacts import log_dataset_splits, log_dict, log_figure, log_text
 from pipeline.tracking.models import (
     NotFound,
     load_keras_model,
@@ -37,7 +38,7 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
     "child_runs",
     "find_run",
     "load_keras_model",
-    "log_dataset_split",
+    "log_dataset_splits",
     "log_dict",
     "log_figure",
     "log_keras_model",
@@ -170,19 +171,27 @@ def _outcome(error: BaseException, killed_on: tuple[type[BaseException], ...]) -
 def create_run(parent_run_id: str, name: str, tags: dict[str, str]) -> str:
     """A child run created by id and not made active, so that many can be logged at once."""
     client = mlflow.MlflowClient()
-    experiment_id = client.get_run(parent_run_id).info.experiment_id
+    experiment_id = _experiment_of(parent_run_id)
     tags = {"mlflow.parentRunId": parent_run_id, WORKER_TAG: lifecycle.worker_id(), **tags}
     tags = {key: redact(value) for key, value in tags.items()}
     return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
 
 
-def log_params_to(run_id: str, params: dict[str, str]):
+@functools.lru_cache(maxsize=64)
+def _experiment_of(run_id: str) -> str:
+    return mlflow.MlflowClient().get_run(run_id).info.experiment_id
+
+
+def log_params_to(run_id: str, params: dict[str, str], tags: dict[str, str] | None = None):
     """Log params not yet in the run (`mlflow run` logs the user's own spelling first; logging
-    the same key with another spelling would fail)."""
+    the same key with another spelling would fail), and `tags`, in one call where `log_batch`
+    allows."""
     existing = mlflow.MlflowClient().get_run(run_id).data.params
     batch = [Param(key, redact(value)) for key, value in params.items() if key not in existing]
-    for start in range(0, len(batch), MAX_PARAMS_PER_BATCH):
-        mlflow.MlflowClient().log_batch(run_id, params=batch[start : start + MAX_PARAMS_PER_BATCH])
+    tag_batch = [RunTag(key, redact(value)) for key, value in (tags or {}).items()]
+    for start in range(0, max(len(batch), len(tag_batch)), MAX_PARAMS_PER_BATCH):
+        end = start + MAX_PARAMS_PER_BATCH
+        mlflow.MlflowClient().log_batch(run_id, params=batch[start:end], tags=tag_batch[start:end])
 
 
 def log_metrics_to(run_id: str, steps: dict[int, dict[str, float]]):

@@ -10,12 +10,17 @@ from mlflow.data.code_dataset_source import CodeDatasetSource
 from pipeline.secrets import redact
 
 
-def log_dataset_split(
-    x: np.ndarray, y: np.ndarray, name: str, source: str, digest: str, context: str
-):
-    source = CodeDatasetSource(tags={"source": source})  # a folder or a loader's name
-    dataset = mlflow.data.from_numpy(x, targets=y, name=name, source=source, digest=digest)
-    mlflow.log_input(dataset, context=context)
+def log_dataset_splits(splits: list[tuple[np.ndarray, np.ndarray, str, str, str, str]]):
+    """Each split (images, labels, name, source, digest, context) as a dataset input of the
+    active run, in one call."""
+    datasets, contexts = [], []
+    for x, y, name, source, digest, context in splits:
+        origin = CodeDatasetSource(tags={"source": source})  # a folder or a loader's name
+        datasets.append(
+            mlflow.data.from_numpy(x, targets=y, name=name, source=origin, digest=digest)
+        )
+        contexts.append(context)
+    mlflow.log_inputs(datasets=datasets, contexts=contexts, tags_list=[None] * len(datasets))
 
 
 def log_figure(figure: plt.Figure, path: str):

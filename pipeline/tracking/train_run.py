@@ -49,20 +49,17 @@ class TrainRun:
         entry point, recipe, dataset and where its data came from, the engine and its device,
         and `tags`."""
         dataset = self.dataset
-        tracking.tag_run(
-            self.run_id,
-            {
-                "entry_point": "train",
-                "recipe": self.config.recipe,
-                "dataset": self.config.dataset,
-                "data_source": dataset.source,
-                "data_sha256": dataset.sha256,
-                "engine": engine,
-                "device": device,
-                **tags,
-            },
-        )
-        tracking.log_params_to(self.run_id, self.config.to_params())
+        tags = {
+            "entry_point": "train",
+            "recipe": self.config.recipe,
+            "dataset": self.config.dataset,
+            "data_source": dataset.source,
+            "data_sha256": dataset.sha256,
+            "engine": engine,
+            "device": device,
+            **tags,
+        }
+        tracking.log_params_to(self.run_id, self.config.to_params(), tags)
 
     def epoch(self, step: int, metrics: dict[str, float]) -> str:
         """Record an epoch's metrics with its generalization gap (val_loss - loss) at step =
@@ -123,12 +120,13 @@ def logged_model(spec: ModelSpec, learning_rate: float):
 def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
     """The splits as MLflow dataset inputs of the active run, each with a digest of its content;
     a train split cut to `train_size` is named with its size (`fashion_mnist-train-1000`)."""
+    splits = []
     for context in contexts:
         x, y = dataset.splits[context]
-        digest = dataset.digests[context]
         size = f"-{dataset.train_size}" if context == "train" and dataset.train_size else ""
         name = f"{dataset.name}-{context}{size}"
-        tracking.log_dataset_split(x, y, name, dataset.source, digest, context)
+        splits.append((x, y, name, dataset.source, dataset.digests[context], context))
+    tracking.log_dataset_splits(splits)
 
 
 def predict_and_score(model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, dict]:
