@@ -166,9 +166,9 @@ def test_a_train_run_prints_progress_and_no_tensorflow_log_lines():
 
 
 def test_jax_backend_trains_deterministically_and_reuses_compiled_steps(client, tmp_path):
-    """engine=keras with backend=jax (opt-in), in its own process (Keras picks the backend at import): same seed,
-    same numbers, no TensorFlow imported; the second run takes its compiled steps from the disk
-    cache."""
+    """engine=keras with backend=jax (opt-in), in its own process (Keras picks the backend at
+    import): same seed, same numbers, no TensorFlow imported; the second run takes its compiled
+    steps from the disk cache."""
     environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "cache")}
     code = (
         "import sys; from pipeline.cli import main; code = main(sys.argv[1:]); "
