@@ -87,12 +87,12 @@ def test_evaluate_compares_dropout_with_the_baseline(store, train_runs):
     assert 0 <= compared.data.metrics["mcnemar_p_value"] <= 1
 
 
-def study_seconds(store, replicas: int) -> tuple[float, dict[str, float], list]:
-    """`pipeline study --dataset fashion_mnist --epochs 3 --seeds 4 --replicas N`: wall time,
-    per-config mean test accuracy and the child runs."""
-    name = f"acceptance-replicas-{replicas}"
+def study_seconds(store, *engine_args: str) -> tuple[float, dict[str, float], list]:
+    """`pipeline study --dataset fashion_mnist --epochs 3 --seeds 10` with `engine_args`: wall
+    time, per-config mean test accuracy and the child runs."""
+    name = "acceptance-" + "-".join(arg.strip("-") for arg in engine_args or ("defaults",))
     command = [sys.executable, "-m", "pipeline", "study", "--dataset", "fashion_mnist"]
-    command += ["--epochs", "3", "--seeds", "4", "--replicas", str(replicas), "--study-name", name]
+    command += ["--epochs", "3", "--seeds", "10", "--study-name", name, *engine_args]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - started
@@ -108,12 +108,17 @@ def study_seconds(store, replicas: int) -> tuple[float, dict[str, float], list]:
     return seconds, {config: sum(v) / len(v) for config, v in accuracy.items()}, children
 
 
-def test_a_study_with_8_replicas_takes_at_most_half_the_time(store):
-    one_seconds, one_accuracy, one_children = study_seconds(store, 1)
-    many_seconds, many_accuracy, many_children = study_seconds(store, 8)
-    print(f"replicas=1 {one_seconds:.1f} s {one_accuracy}; 8: {many_seconds:.1f} s {many_accuracy}")
-    for children in (one_children, many_children):
-        assert len(children) == 8 and all(run.info.status == "FINISHED" for run in children)
-    assert many_seconds <= 0.5 * one_seconds
-    for config, value in one_accuracy.items():
-        assert many_accuracy[config] == pytest.approx(value, abs=0.015)
+def test_a_study_on_defaults_matches_one_keras_model_at_a_time(store):
+    """The issue's CPU acceptance: the same 20 complete runs and per-config mean accuracies
+    within 0.01 on defaults (population, groups of 10) and with `--engine keras --replicas 1`.
+    The time ratio is a bench number (printed; docs/performance.md), not asserted."""
+    keras_seconds, keras_accuracy, keras_children = study_seconds(
+        store, "--engine", "keras", "--replicas", "1"
+    )
+    seconds, accuracy, children = study_seconds(store)
+    print(f"keras, one at a time {keras_seconds:.1f} s {keras_accuracy}; defaults "
+          f"{seconds:.1f} s {accuracy}; ratio {seconds / keras_seconds:.2f}")  # fmt: skip
+    for runs in (keras_children, children):
+        assert len(runs) == 20 and all(run.info.status == "FINISHED" for run in runs)
+    for config, value in keras_accuracy.items():
+        assert accuracy[config] == pytest.approx(value, abs=0.01)
