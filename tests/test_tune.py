@@ -162,6 +162,8 @@ def test_kill_9_mid_trial_then_resume(client):
         "0",
         "--study-name",
         "killed",
+        "--replicas",
+        "1",  # one trial at a time: trial 0 finishes before trial 1 is killed
     )
     process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seen_trial_1 = False

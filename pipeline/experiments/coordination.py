@@ -1,16 +1,20 @@
 """One worker's part in an Optuna study that several workers may share, tune's trials or a grid's
 cells, as one sequence: open the storage and the study, find or wait for the parent run, check
-what is resumed, fail dead workers' trials, run trials, fail dead trials again, and tell the
-last worker (who logs the results) from those that return early while others still run.
+what is resumed, fail dead workers' trials, run trials (one at a time through `Study.optimize`,
+or in batches through `ask`, trained together), fail dead trials again, and tell the last
+worker (who logs the results) from those that return early while others still run.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import optuna
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from pipeline import tracking
@@ -20,6 +24,8 @@ from pipeline.experiments.workers import (
     PARENT_RUN_ATTR,
     SurplusTrial,
     check_resumed,
+    claim_trials,
+    count_finished,
     create_storage,
     fail_dead_trials,
     open_study,
@@ -58,11 +64,74 @@ class SharedStudy:
                 show_progress_bar=True,
                 **options,
             )
+        return self._is_last()
+
+    def run_batches(
+        self,
+        train: Callable[[list[optuna.Trial]], None],
+        n_trials: int,
+        batch_size: Callable[[], int],
+        timeout: float | None = None,
+    ) -> bool:
+        """Batches of this worker's trials, each of at most `batch_size()` trials trained by
+        `train` (which tells the study their results), until the study has `n_trials` finished,
+        this worker has asked as many as were missing when it began, a trial is surplus, or
+        `timeout` seconds have passed; then dead workers' trials failed. Whether this worker is
+        the last one (see `run_trials`)."""
+        budget = n_trials - count_finished(self.study)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while budget > 0 and count_finished(self.study) < n_trials:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            fail_dead_trials(self.study, self.storage)
+            size = min(batch_size(), budget)
+            trials = claim_trials(self.study, size, n_trials)
+            budget -= len(trials)
+            if trials:
+                with heartbeats(self.study, self.storage, trials):
+                    train(trials)
+            if len(trials) < size:  # a surplus trial: the study needs no more of this worker
+                break
+        return self._is_last()
+
+    def _is_last(self) -> bool:
+        """Fail dead workers' trials; whether no trial runs elsewhere."""
         fail_dead_trials(self.study, self.storage)
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if running:
             print("other workers still run trials: the last one to end logs the results")
         return not running
+
+
+@contextlib.contextmanager
+def heartbeats(
+    study: optuna.Study, storage: optuna.storages.BaseStorage, trials: Sequence[optuna.Trial]
+) -> Iterator[None]:
+    """While the trials train, a thread records their heartbeats in an RDB storage that has
+    them, every `heartbeat_interval` seconds, as `Study.optimize` does for its one trial; so
+    another worker fails them only once this process is gone for `grace_period`."""
+    interval = storage.get_heartbeat_interval() if isinstance(storage, RDBStorage) else None
+    if not interval:
+        yield
+        return
+    study_id = storage.get_study_id_from_name(study.study_name)
+    ids = [storage.get_trial_id_from_study_id_trial_number(study_id, t.number) for t in trials]
+    stopped = threading.Event()
+
+    def beat():
+        while True:
+            for trial_id in ids:
+                storage.record_heartbeat(trial_id)
+            if stopped.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="trial-heartbeats", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        thread.join()
 
 
 @contextlib.contextmanager

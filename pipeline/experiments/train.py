@@ -28,14 +28,21 @@ __all__ = ["TrainingDiverged"]
 EpochHook = Callable[[int, dict[int, dict[str, float]]], None]  # epoch, live members' metrics
 
 
+def diverged(member: Member) -> BaseException:
+    """Why a stopped member's run ends: by default its loss stopped being finite."""
+    return TrainingDiverged(member.stopped)
+
+
 @dataclass(frozen=True)
 class Supervision:
     """How runs are watched while they train: hooks that see each epoch's live members (e.g.
-    Optuna's pruning report, which may raise) and the exceptions that end a run KILLED rather
-    than FAILED (Ctrl-C and SIGTERM; a pruned trial)."""
+    Optuna's pruning report, which may raise or stop members), the exceptions that end a run
+    KILLED rather than FAILED (Ctrl-C and SIGTERM; a pruned trial), and the exception a stopped
+    member's run ends with (a divergence by default; a pruned trial's TrialPruned)."""
 
     epoch_hooks: Sequence[EpochHook] = ()
     killed_on: tuple[type[BaseException], ...] = KILLED_ON
+    stop_error: Callable[[Member], BaseException] = diverged
 
 
 UNSUPERVISED = Supervision()
@@ -159,9 +166,9 @@ def train_group(
     group: Sequence[Member], parent_run_id: str, engine: Engine, supervision=UNSUPERVISED
 ) -> list[TrainResult | None]:
     """One engine call: the members (one shape) as child runs; None for a member that stopped
-    (its run ended FAILED with the reason)."""
+    (its run ended with `supervision.stop_error`: FAILED with the reason by default)."""
     runs, weights = fit_group(group, parent_run_id, engine, supervision)
-    return finish_group(runs, group, weights, supervision.killed_on)
+    return finish_group(runs, group, weights, supervision)
 
 
 def fit_group(
@@ -173,36 +180,38 @@ def fit_group(
     try:
         weights = engine.fit(group, epoch_logger(runs, group, supervision.epoch_hooks))
     except BaseException as error:
-        _end_running(runs, group, error, supervision.killed_on)
+        _end_running(runs, group, error, supervision)
         raise
     return runs, weights
 
 
 def finish_group(
-    runs: Sequence[TrainRun], group: Sequence[Member], weights: list, killed_on=KILLED_ON
+    runs: Sequence[TrainRun], group: Sequence[Member], weights: list, supervision=UNSUPERVISED
 ) -> list[TrainResult | None]:
     """Each trained member's run finished (test results, artifacts, model) and ended; a member
-    that stopped ends FAILED with its reason (None in its place)."""
+    that stopped ends with `supervision.stop_error` (None in its place)."""
     results = []
     try:
         for run, member, trained in zip(runs, group, weights, strict=True):
             if member.stopped:
-                run.end(TrainingDiverged(member.stopped))
+                run.end(supervision.stop_error(member), supervision.killed_on)
                 results.append(None)
                 continue
-            with tracking.continued(run.run_id, killed_on):
+            with tracking.continued(run.run_id, supervision.killed_on):
                 run.finish(member.spec, trained)
             results.append(TrainResult(run.run_id, run.history, run.test_metrics))
     except BaseException as error:
-        _end_running(runs, group, error, killed_on)
+        _end_running(runs, group, error, supervision)
         raise
     return results
 
 
-def _end_running(runs: Sequence[TrainRun], group: Sequence[Member], error, killed_on):
+def _end_running(runs: Sequence[TrainRun], group: Sequence[Member], error, supervision):
+    """The runs still running end for `error`, those of stopped members for their reason."""
+    killed_on = supervision.killed_on
     for run, member in zip(runs, group, strict=True):
         if tracking.is_running(run.run_id):
-            run.end(TrainingDiverged(member.stopped) if member.stopped else error, killed_on)
+            run.end(supervision.stop_error(member) if member.stopped else error, killed_on)
 
 
 def train_members(
@@ -220,7 +229,7 @@ def train_members(
         for group in groups(members, size):
             runs, weights = fit_group(group, parent_run_id, engine, supervision)
             finishing[tuple(group)] = finisher.submit(
-                finish_group, runs, group, weights, supervision.killed_on
+                finish_group, runs, group, weights, supervision
             )
     results = {}
     for group, finished in finishing.items():

@@ -1,19 +1,23 @@
-"""Optuna search over dropout rates: one MLflow parent run per study, one child run per trial.
+"""Optuna search over dropout rates: one MLflow parent run per study, one child run per trial
+(per trial seed).
 
-Each trial runs the train code path (same per-epoch logging) as a child run and reports every
-epoch's `val_accuracy` to the pruner; a pruned child ends KILLED and tagged `pruned`. The study
-lives in Optuna storage (a journal file beside the local tracking store by default), so running
-the same `study_name` again resumes it: finished trials are kept, a trial whose process died is
-marked FAIL and retried, and the study stops at exactly `n_trials` finished trials.
+A worker asks Optuna for a batch of trials at a time (`replicas // trial_seeds`, see
+`batch_size`) and trains them together, one population (see `tune_batches`), each trial's
+members running the train code path (same per-epoch logging) as child runs. Every epoch each
+trial reports its mean `val_accuracy` to the pruner; a pruned trial's children end KILLED and
+tagged `pruned` while the others train on. The study lives in Optuna storage (a journal file
+beside the local tracking store by default), so running the same `study_name` again resumes
+it: finished trials are kept, a trial whose process died is marked FAIL and retried, and the
+study stops at exactly `n_trials` finished trials.
 
-Several workers can run one study on an RDB storage (see `workers`); the last worker to
-finish logs the study's results (see `tune_results`) and registers the best model.
+Several workers can run one study on an RDB storage (see `workers`), each its own batches; the
+last worker to finish logs the study's results (see `tune_results`) and registers the best
+model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 
 import numpy as np
 import optuna
@@ -28,7 +32,7 @@ from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
 from pipeline.engines.memory import check_fits
 from pipeline.experiments.coordination import ParentRun, shared_study
-from pipeline.experiments.train import Supervision, TrainResult, train_members
+from pipeline.experiments.tune_batches import train_trials
 from pipeline.experiments.tune_results import (
     best_rates,
     compare_on_fresh_seeds,
@@ -38,7 +42,7 @@ from pipeline.experiments.tune_results import (
     log_study_results,
     search_seeds,
 )
-from pipeline.experiments.workers import FINISHED, claim_trial, count_finished
+from pipeline.experiments.workers import count_finished
 
 LEARNING_RATE_RANGE = (1e-4, 1e-2)
 
@@ -102,55 +106,32 @@ def suggest_train_config(trial: optuna.Trial, config: TuneConfig) -> TrainConfig
     return config.train_config(dropout_rates=rates, learning_rate=learning_rate)
 
 
-def report(trial: optuna.Trial, value: float, epoch: int, tag_runs: Callable[[dict], None]):
-    """The epoch's val_accuracy to the pruner; a pruned trial's runs are tagged and end KILLED."""
-    trial.report(value, epoch)
-    if trial.should_prune():
-        tag_runs({"pruned": "true", "trial_state": "PRUNED"})
-        print(f"trial {trial.number}: pruned after epoch {epoch}")
-        raise optuna.TrialPruned(f"pruned after epoch {epoch}")
-
-
-def train_trial(
-    trial: optuna.Trial, members: list[Member], parent_run_id: str
-) -> list[TrainResult]:
-    """The trial's config on each of its seeds, one child run each, trained together; the
-    pruner sees their mean val_accuracy at each epoch."""
-
-    def tag_members(tags: dict[str, str]):
-        for member in members:
-            tracking.tag_run(member.run_id, tags)
-
-    def mean(epoch: int, live: dict[int, dict[str, float]]):
-        value = float(np.mean([metrics["val_accuracy"] for metrics in live.values()]))
-        report(trial, value, epoch, tag_members)
-
-    supervision = Supervision([mean], (KeyboardInterrupt, optuna.TrialPruned))
-    return train_members(members, parent_run_id, len(members), supervision)
-
-
-def objective(
-    trial: optuna.Trial, config: TuneConfig, datasets: dict[int, Dataset], parent_run_id: str
-) -> float:
-    """The best epoch's val_accuracy, averaged over the trial's seeds at each epoch."""
-    claim_trial(trial, config.n_trials)
+def trial_members(
+    trial: optuna.Trial, config: TuneConfig, datasets: dict[int, Dataset]
+) -> list[Member]:
+    """The trial's sampled config on each of its seeds, one member (child run) each, tagged
+    with the trial's number and seed."""
     train_config = suggest_train_config(trial, config)
     print(f"trial {trial.number}: dropout_rates={format_param(train_config.dropout_rates)}")
     tags = {"entry_point": "tune", "trial_number": str(trial.number), "study": config.name}
-    members = [
+    return [
         Member(
             dataclasses.replace(train_config, seed=seed), dataset, tags | {"trial_seed": str(seed)}
         )
         for seed, dataset in datasets.items()
     ]
-    results = train_trial(trial, members, parent_run_id)
-    for result in results:
-        tracking.tag_run(result.run_id, {"trial_state": "COMPLETE"})
-    curves = np.array([result.history["val_accuracy"] for result in results])
-    trial.set_user_attr("seed_best_val_accuracy", curves.max(axis=1).tolist())
-    value = float(curves.mean(axis=0).max())
-    print(f"trial {trial.number}: complete, best val_accuracy {value:.4f}")
-    return value
+
+
+def batch_size(config: TuneConfig, study: optuna.Study) -> int:
+    """Trials trained together: `replicas // trial_seeds` (at least 1; 1 on the keras engine);
+    while the median or percentile pruner waits for its startup trials to complete, at most
+    the ones it still waits for, so that the trials after them can be pruned."""
+    size = 1 if config.engine == "keras" else max(1, config.replicas // config.trial_seeds)
+    if config.pruner in ("median", "percentile"):
+        complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        if complete < config.pruner_startup_trials:
+            size = min(size, config.pruner_startup_trials - complete)
+    return size
 
 
 def register_best_model(config: TuneConfig, study: optuna.Study, parent_run_id: str) -> int:
@@ -211,11 +192,14 @@ def tune(config: TuneConfig) -> optuna.Study:
     intervals = (config.heartbeat_interval, config.grace_period)
     with shared_study(config.storage, config.name, sampler, pruner, parent, *intervals) as shared:
         study, parent_run_id = shared.study, shared.parent_run_id
-        last = shared.run_trials(
-            lambda trial: objective(trial, config, datasets, parent_run_id),
-            config.n_trials - count_finished(study),
+        last = shared.run_batches(
+            lambda trials: train_trials(
+                {trial: trial_members(trial, config, datasets) for trial in trials},
+                parent_run_id,
+            ),
+            config.n_trials,
+            lambda: batch_size(config, study),
             timeout=config.timeout or None,
-            callbacks=[optuna.study.MaxTrialsCallback(config.n_trials, states=FINISHED)],
         )
         if not last:
             return study

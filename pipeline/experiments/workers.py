@@ -200,7 +200,7 @@ def count_finished(study: optuna.Study) -> int:
 
 
 class SurplusTrial(RuntimeError):
-    """The study already has n_trials trials finished or running ahead of this one."""
+    """Another trial makes this one unnecessary (a grid point done or running elsewhere)."""
 
 
 def is_surplus(study: optuna.Study, trial_number: int, n_trials: int) -> bool:
@@ -212,14 +212,28 @@ def is_surplus(study: optuna.Study, trial_number: int, n_trials: int) -> bool:
     return count_finished(study) + len(ahead) >= n_trials
 
 
-def claim_trial(trial: optuna.Trial, n_trials: int):
-    """Record this worker on the trial; raise SurplusTrial (and stop this worker's loop) when
-    the study needs no more trials."""
+def claim_trial(trial: optuna.Trial, n_trials: int) -> bool:
+    """Record this worker on the trial; whether the study still needs it. A trial it does not
+    need is tagged surplus and told FAIL: it is never run."""
     trial.set_user_attr(WORKER_ATTR, worker_id())
-    if is_surplus(trial.study, trial.number, n_trials):
-        trial.set_user_attr(SURPLUS_ATTR, True)
-        trial.study.stop()
-        raise SurplusTrial(f"{n_trials} trials are finished or running in other workers")
+    if not is_surplus(trial.study, trial.number, n_trials):
+        return True
+    trial.set_user_attr(SURPLUS_ATTR, True)
+    trial.study.tell(trial, state=TrialState.FAIL)
+    print(f"trial {trial.number}: not run, {n_trials} trials are finished or running")
+    return False
+
+
+def claim_trials(study: optuna.Study, count: int, n_trials: int) -> list[optuna.Trial]:
+    """Up to `count` new trials for this worker (Optuna's `ask`: retried trials first), fewer
+    when the study needs no more; the first one it does not need is surplus (`claim_trial`)."""
+    trials = []
+    while len(trials) < count:
+        trial = study.ask()
+        if not claim_trial(trial, n_trials):
+            break
+        trials.append(trial)
+    return trials
 
 
 def claim_grid_point(trial: optuna.Trial):
