@@ -52,29 +52,36 @@ class NoTrialFinished(RuntimeError):
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """TPE seeded with `seed + trial number` at each trial. Trial numbers are unique within a
+    """TPE seeded with `seed + trial number` for each trial. Trial numbers are unique within a
     study, so parallel workers never draw the same random samples and a resumed study does not
-    replay old ones, while one process with the same seed gives the same trials."""
+    replay old ones, while one process with the same seed gives the same trials. Each trial
+    keeps its own sampler until it ends: a batch's trials are all asked before any samples its
+    params, and each still draws what it would draw alone."""
 
     def __init__(self, seed: int):
         self.seed = seed
-        self.sampler = optuna.samplers.TPESampler(seed=seed)
+        self.samplers: dict[int, optuna.samplers.TPESampler] = {}
+
+    def _sampler(self, trial) -> optuna.samplers.TPESampler:
+        if trial.number not in self.samplers:
+            self.samplers[trial.number] = optuna.samplers.TPESampler(seed=self.seed + trial.number)
+        return self.samplers[trial.number]
 
     def before_trial(self, study, trial):
-        self.sampler = optuna.samplers.TPESampler(seed=self.seed + trial.number)
-        self.sampler.before_trial(study, trial)
+        self._sampler(trial).before_trial(study, trial)
 
     def infer_relative_search_space(self, study, trial):
-        return self.sampler.infer_relative_search_space(study, trial)
+        return self._sampler(trial).infer_relative_search_space(study, trial)
 
     def sample_relative(self, study, trial, search_space):
-        return self.sampler.sample_relative(study, trial, search_space)
+        return self._sampler(trial).sample_relative(study, trial, search_space)
 
     def sample_independent(self, study, trial, param_name, param_distribution):
-        return self.sampler.sample_independent(study, trial, param_name, param_distribution)
+        return self._sampler(trial).sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(self, study, trial, state, values):
-        self.sampler.after_trial(study, trial, state, values)
+        self._sampler(trial).after_trial(study, trial, state, values)
+        self.samplers.pop(trial.number, None)
 
 
 def create_pruner(config: TuneConfig) -> optuna.pruners.BasePruner:
