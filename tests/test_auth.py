@@ -135,7 +135,7 @@ def test_authenticated_workers_finish_their_study(
         *("tune", "--dataset", "digits", "--epochs", "2", "--n-trials", "4"),
         *("--pruner", "none", "--final-seeds", "0", "--study-name", "authenticated"),
         *("--storage", storage_url, "--heartbeat-interval", "1"),
-        *("--grace-period", "3"),
+        *("--grace-period", "3", "--replicas", "1"),  # one trial at a time: both workers get some
     )
     workers = []
     for name in ("worker1", "worker2"):

@@ -203,8 +203,8 @@ def load_trials(postgres: str, study: str) -> list[optuna.trial.FrozenTrial]:
 def parallel_study(server, postgres, tmp_path_factory):
     logs = tmp_path_factory.mktemp("parallel")
     started = time.monotonic()
-    _, workers = tune_workers(
-        server, postgres, logs, "parallel", "--epochs", "3", "--n-trials", "6"
+    _, workers = tune_workers(  # batches of 2 trials: each worker gets some of the 6
+        server, postgres, logs, "parallel", "--epochs", "3", "--n-trials", "6", "--replicas", "2"
     )
     for worker in workers:
         assert worker.wait(timeout=600) == 0, worker.log.read_text()[-3000:]
@@ -243,8 +243,8 @@ def test_two_workers_run_at_the_same_time_and_sample_different_params(parallel_s
 
 
 def test_a_killed_worker_s_trial_fails_and_the_other_worker_finishes(server, postgres, tmp_path):
-    command, (victim, survivor) = tune_workers(
-        server, postgres, tmp_path, "killed", "--epochs", "8", "--n-trials", "4"
+    command, (victim, survivor) = tune_workers(  # one trial at a time: one trial killed
+        server, postgres, tmp_path, "killed", "--epochs", "8", "--n-trials", "4", "--replicas", "1"
     )
     wait_until(lambda: "epoch 2/8" in victim.log.read_text(), 180, "a worker mid-trial")
     victim.send_signal(signal.SIGKILL)
