@@ -113,7 +113,9 @@ class TuneConfig(ModelDataConfig):
     run_figures: bool = RUN_FIGURES.field(
         default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
     )
-    replicas: int = REPLICAS.field()
+    replicas: int = REPLICAS.field(
+        help=f"{REPLICAS.help}; the search trains replicas // trial_seeds trials at a time"
+    )
     trial_seeds: int = Param(
         1,
         POSITIVE,
