@@ -11,7 +11,10 @@ import pytest
 from helpers import running_runs
 
 from pipeline import tracking
+from pipeline.config.entry_points import TrainConfig
 from pipeline.config.tune import TuneConfig
+from pipeline.data.datasets import load_dataset
+from pipeline.engines.base import Member
 from pipeline.experiments import tune_batches
 from pipeline.experiments.tune import batch_size, tune
 
@@ -171,3 +174,34 @@ def tracking_journal():
     from pipeline.tracking import store
 
     return JournalStorage(JournalFileBackend(str(store.default_journal())))
+
+
+def test_a_trial_whose_seed_diverges_fails_and_stops_its_other_seeds_alone(client):
+    def member(trial: optuna.Trial, seed: int, learning_rate: float = 1e-3) -> Member:
+        config = TrainConfig(
+            dataset="digits", epochs=2, seed=seed, learning_rate=learning_rate,
+            engine="population", run_figures=False,
+        )  # fmt: skip
+        return Member(config, load_dataset(config), {"trial_number": str(trial.number)})
+
+    study = optuna.create_study(direction="maximize")
+    diverging, other = study.ask(), study.ask()
+    members = {
+        diverging: [member(diverging, 0), member(diverging, 1, 1e30)],
+        other: [member(other, 0)],
+    }
+    with tracking.run("diverging batch", "dropout-mlp-digits") as parent_run_id:
+        tune_batches.train_trials(members, parent_run_id)
+    assert states(study) == ["FAIL", "COMPLETE"]
+    runs = {run.info.run_id: run for run in tracking.child_runs(parent_run_id)}
+    sibling, diverged = (runs[m.run_id] for m in members[diverging])
+    assert (
+        diverged.info.status == "FAILED" and "loss became" in diverged.data.tags["failure_reason"]
+    )
+    assert sibling.info.status == "FAILED"
+    assert "another seed of its trial diverged" in sibling.data.tags["failure_reason"]
+    assert len(tracking.metric_history(sibling.info.run_id, "val_accuracy")) == 1  # stopped early
+    [kept] = members[other]
+    assert runs[kept.run_id].info.status == "FINISHED"
+    assert study.trials[1].value == max(tracking.metric_history(kept.run_id, "val_accuracy"))
+    assert running_runs(client) == []

@@ -142,13 +142,14 @@ def train_trials(trials: dict[optuna.Trial, list[Member]], parent_run_id: str):
                 continue
             trained = train_group(group, parent_run_id, engine, supervision(batch, group))
             results.update(zip(map(id, group), trained, strict=True))
+            for entry in batch:  # e.g. every seed in the group diverged at once
+                if entry.state is None and entry.diverged():
+                    fail(entry, entry.diverged())
     except BaseException:
         for entry in batch:
             if entry.state is None:
                 entry.tell(TrialState.FAIL)
         raise
     for entry in batch:
-        if entry.state is None and entry.diverged():
-            fail(entry, entry.diverged())
-        elif entry.state is None:
+        if entry.state is None:
             complete(entry, results)
