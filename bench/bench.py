@@ -235,14 +235,15 @@ def compare_pruning(name: str, trials: int, epochs: int) -> dict:
 
 def compare_workers(trials: int = 8, epochs: int = 3) -> dict:
     """One study run by one `pipeline tune` process, then the same study by two processes
-    sharing a journal storage (digits: small enough that the cores, not memory, decide)."""
+    sharing a journal storage (digits: small enough that the cores, not memory, decide), each
+    in batches of 4 trials (`replicas`): with the default 10 the first worker took all 8."""
     runs = {}
     for workers in (1, 2):
         study_name = f"bench-workers-{workers}-{time.time_ns()}"
         command = [
             sys.executable, "-m", "pipeline", "tune", "--dataset", "digits",
             "--epochs", str(epochs), "--n-trials", str(trials), "--pruner", "none",
-            "--final-seeds", "0", "--study-name", study_name,
+            "--final-seeds", "0", "--study-name", study_name, "--replicas", "4",
             "--storage", f"journal:{Path.cwd() / 'workers.journal'}",
         ]  # fmt: skip
         started = time.perf_counter()
