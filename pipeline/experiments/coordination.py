@@ -21,6 +21,7 @@ from pipeline import tracking
 from pipeline.config.params import GRACE_PERIOD, HEARTBEAT_INTERVAL
 from pipeline.experiments.train import TrainingDiverged
 from pipeline.experiments.workers import (
+    FINISHED,
     PARENT_RUN_ATTR,
     SurplusTrial,
     check_resumed,
@@ -74,25 +75,28 @@ class SharedStudy:
         timeout: float | None = None,
     ) -> bool:
         """Batches of this worker's trials, each of at most `batch_size()` trials trained by
-        `train` (which tells the study their results), until the study has `n_trials` finished,
-        this worker has asked as many as were missing when it began, a trial is surplus, or
-        `timeout` seconds have passed; then dead workers' trials failed. Whether this worker is
-        the last one (see `run_trials`)."""
+        `train` (which tells the study their results), until the study's finished and running
+        trials make `n_trials`, this worker has asked as many as were missing when it began, a
+        trial is surplus (`claim_trials`), or `timeout` seconds have passed; then dead workers'
+        trials failed. Whether this worker is the last one (see `run_trials`)."""
         budget = n_trials - count_finished(self.study)
         deadline = None if timeout is None else time.monotonic() + timeout
-        while budget > 0 and count_finished(self.study) < n_trials:
-            if deadline is not None and time.monotonic() >= deadline:
-                break
+        while budget > 0 and (deadline is None or time.monotonic() < deadline):
             fail_dead_trials(self.study, self.storage)
-            size = min(batch_size(), budget)
-            trials = claim_trials(self.study, size, n_trials)
+            size = min(batch_size(), budget, self._missing(n_trials))
+            trials = claim_trials(self.study, size, n_trials) if size > 0 else []
             budget -= len(trials)
             if trials:
                 with heartbeats(self.study, self.storage, trials):
                     train(trials)
-            if len(trials) < size:  # a surplus trial: the study needs no more of this worker
+            if not trials or len(trials) < size:  # the study needs no more of this worker
                 break
         return self._is_last()
+
+    def _missing(self, n_trials: int) -> int:
+        """Trials still to start: n_trials less those finished or running (any worker)."""
+        states = (*FINISHED, TrialState.RUNNING)
+        return n_trials - len(self.study.get_trials(deepcopy=False, states=states))
 
     def _is_last(self) -> bool:
         """Fail dead workers' trials; whether no trial runs elsewhere."""
