@@ -205,3 +205,17 @@ def test_a_trial_whose_seed_diverges_fails_and_stops_its_other_seeds_alone(clien
     assert runs[kept.run_id].info.status == "FINISHED"
     assert study.trials[1].value == max(tracking.metric_history(kept.run_id, "val_accuracy"))
     assert running_runs(client) == []
+
+
+def test_the_keras_engine_trains_one_trial_at_a_time_each_epoch_reported_once(recwarn):
+    config = TuneConfig(
+        **dict(SMALL, n_trials=2), engine="keras", trial_seeds=2, study_name="keras"
+    )
+    study = tune(config)
+    assert states(study) == ["COMPLETE", "COMPLETE"]
+    for number, runs in trial_runs(study).items():
+        assert sorted(run.data.tags["trial_seed"] for run in runs) == ["0", "1"]
+        assert all("replica_group" not in run.data.tags for run in runs)  # one run per call
+        curves = [tracking.metric_history(run.info.run_id, "val_accuracy") for run in runs]
+        assert study.trials[number].value == pytest.approx(np.mean(curves, axis=0).max())
+    assert not [w for w in recwarn if "is already reported" in str(w.message)]

@@ -12,7 +12,7 @@ Ctrl-C or SIGTERM every run still training ends KILLED and the trials not yet to
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import optuna
@@ -36,12 +36,13 @@ PRUNED_TAGS = {"pruned": "true", "trial_state": "PRUNED"}
 
 @dataclass(eq=False)
 class BatchTrial:
-    """One trial of a batch: the Optuna trial, its members (one per trial seed), and the state
-    it was told (None while it trains)."""
+    """One trial of a batch: the Optuna trial, its members (one per trial seed), the state it
+    was told (None while it trains) and the epochs it reported to the pruner."""
 
     trial: optuna.Trial
     members: list[Member]
     state: TrialState | None = None
+    reported: set[int] = field(default_factory=set)
 
     def tag_runs(self, tags: dict[str, str]):
         for member in self.members:
@@ -69,6 +70,7 @@ def report(entry: BatchTrial, epoch: int, value: float):
     """The epoch's mean val_accuracy to the pruner; a pruned trial's members stop, its runs
     are tagged, and it is told PRUNED."""
     entry.trial.report(value, epoch)
+    entry.reported.add(epoch)
     if not entry.trial.should_prune():
         return
     for member in entry.members:
@@ -85,7 +87,9 @@ def owners(batch: Sequence[BatchTrial]) -> dict[int, BatchTrial]:
 
 def pruning_hook(batch: Sequence[BatchTrial], group: Sequence[Member]) -> EpochHook:
     """The epoch hook of one engine call: each trial still training reports the mean
-    val_accuracy of its live members in `group`, or fails if one of its seeds diverged."""
+    val_accuracy of its live members in `group` (an epoch once: the keras engine trains a
+    trial's seeds one after another, and the first one's report stands), or fails if one of
+    its seeds diverged."""
     owner = owners(batch)
 
     def on_epoch(epoch: int, live: dict[int, dict[str, float]]):
@@ -99,7 +103,7 @@ def pruning_hook(batch: Sequence[BatchTrial], group: Sequence[Member]) -> EpochH
                 continue
             if entry.diverged():
                 fail(entry, entry.diverged())
-            else:
+            elif epoch not in entry.reported:  # the keras engine trains seeds one by one
                 report(entry, epoch, float(np.mean(values)))
 
     return on_epoch
