@@ -1,6 +1,7 @@
 """tune's trials trained in batches, one population per batch (real digits data): a pruned trial
 stops while the others of its batch complete; an interrupted search resumes to exactly
-n_trials; trials trained together learn what they learn one at a time."""
+n_trials; trials trained together learn what they learn one at a time; a diverged seed fails its
+trial alone; the keras engine trains one trial at a time."""
 
 import dataclasses
 import time
