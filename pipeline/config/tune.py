@@ -109,7 +109,7 @@ class TuneConfig(ModelDataConfig):
         roles=("resumable",),
     ).field()
     register_as: str = REGISTER_AS.field()
-    engine: str = ENGINE.field(default="population")
+    engine: str = ENGINE.field()
     run_figures: bool = RUN_FIGURES.field(
         default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
     )
