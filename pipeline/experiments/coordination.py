@@ -90,8 +90,28 @@ class SharedStudy:
                 with heartbeats(self.study, self.storage, trials):
                     train(trials)
             if not trials or len(trials) < size:  # the study needs no more of this worker
+                if budget > 0 and self._dead_trial_returned():
+                    continue
                 break
         return self._is_last()
+
+    def _dead_trial_returned(self) -> bool:
+        """Whether, within one grace period, a trial running elsewhere turned out dead and came
+        back to be retried (RDB storage: a worker killed with -9 stops its heartbeats). A
+        worker that the study needs no more waits that long while others' trials run, so that
+        one killed meanwhile does not leave the study short; it returns as soon as none runs."""
+        if not isinstance(self.storage, RDBStorage) or not self.storage.get_heartbeat_interval():
+            return False
+        interval = self.storage.get_heartbeat_interval()
+        deadline = time.monotonic() + self.storage.grace_period + interval
+        while time.monotonic() < deadline:
+            if not self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                return False
+            time.sleep(interval)
+            fail_dead_trials(self.study, self.storage)
+            if self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return True
+        return False
 
     def _missing(self, n_trials: int) -> int:
         """Trials still to start: n_trials less those finished or running (any worker)."""

@@ -21,7 +21,7 @@ from pipeline.config.entry_points import TrainConfig
 from pipeline.config.validation import role_key
 from pipeline.data.datasets import Dataset, load_dataset
 from pipeline.engines.base import Engine, Member, OnEpoch, TrainingDiverged
-from pipeline.tracking.train_run import KILLED_ON, TrainRun
+from pipeline.tracking.train_run import GROUP_FLUSH_SECONDS, KILLED_ON, TrainRun
 
 __all__ = ["TrainingDiverged"]
 
@@ -155,7 +155,8 @@ def _begin_children(group: Sequence[Member], parent_run_id: str, engine: Engine)
     runs = []
     for member in group:
         name = member.config.run_name
-        run = TrainRun(tracking.create_run(parent_run_id, name, {}), member.config, member.dataset)
+        run_id = tracking.create_run(parent_run_id, name, {})
+        run = TrainRun(run_id, member.config, member.dataset, flush_seconds=GROUP_FLUSH_SECONDS)
         run.begin(engine.name, engine.device, {**member.tags, **group_tag})
         member.run_id = run.run_id
         runs.append(run)

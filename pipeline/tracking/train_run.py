@@ -1,13 +1,13 @@
 """What a train run logs, in one place: every engine's runs are logged by a `TrainRun`.
 
 A train run has four verbs: `begin` (params, tags), `epoch` (the epoch's metrics with the derived
-ones, logged in one call with the other epochs since the last flush, at least every few seconds:
-a run's per-epoch calls cost more than a population's epoch; a non-finite loss is logged at
-once, then reported as the reason to stop), `finish`
-(the data splits as MLflow datasets, learning curves, test metrics, classification report,
-confusion matrix and the model with its signature) and `end` (status, `failure_reason`,
-`killed_by`). It logs by run id, so one process can log many runs at once; `finish` logs into
-the active run, for the calls MLflow only has in its fluent API (datasets, models).
+ones, in one call: a lone run's each epoch, a group's runs with their other epochs every few
+seconds, since their per-epoch calls would cost more than a population's epoch; a non-finite
+loss is logged at once, then reported as the reason to stop), `finish` (the data splits as
+MLflow datasets, learning curves, test metrics, classification report, confusion matrix and
+the model with its signature) and `end` (status, `failure_reason`, `killed_by`). It logs by run
+id, so one process can log many runs at once; `finish` logs into the active run, for the calls
+MLflow only has in its fluent API (datasets, models).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pipeline.models.mlp import build_model
 from pipeline.models.spec import ModelSpec
 
 KILLED_ON = (KeyboardInterrupt,)
-FLUSH_SECONDS = 5.0  # a run's per-epoch metrics reach the store at least this often
+GROUP_FLUSH_SECONDS = 5.0  # how often a group's runs log their epochs (a lone run: each epoch)
 
 
 @dataclass
@@ -41,6 +41,7 @@ class TrainRun:
     dataset: Dataset
     history: dict[str, list[float]] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    flush_seconds: float = 0.0  # epochs are logged once this long since the last flush
     pending: dict[int, dict[str, float]] = field(default_factory=dict)  # step: metrics
     flushed_at: float = field(default_factory=time.monotonic)
 
@@ -63,8 +64,9 @@ class TrainRun:
 
     def epoch(self, step: int, metrics: dict[str, float]) -> str:
         """Record an epoch's metrics with its generalization gap (val_loss - loss) at step =
-        epoch, logged at least every FLUSH_SECONDS (and by `flush`, `finish` and `end`); returns
-        why the run must stop (its loss is not finite, logged at once), else ""."""
+        epoch, logged once `flush_seconds` have passed since the last flush (and by `flush`,
+        `finish` and `end`); returns why the run must stop (its loss is not finite, logged at
+        once), else ""."""
         metrics = {**metrics, "generalization_gap": metrics["val_loss"] - metrics["loss"]}
         for name, value in metrics.items():
             self.history.setdefault(name, []).append(value)
@@ -72,7 +74,7 @@ class TrainRun:
         if not math.isfinite(metrics["loss"]):
             self.flush()
             return f"loss became {metrics['loss']} at epoch {step}"
-        if time.monotonic() - self.flushed_at >= FLUSH_SECONDS:
+        if time.monotonic() - self.flushed_at >= self.flush_seconds:
             self.flush()
         return ""
 
