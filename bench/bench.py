@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -39,7 +40,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 PERFORMANCE_DOC = BENCH_DIR.parent / "docs" / "performance.md"
 TRACKING_CALLS = (
     "log_params",
+    "log_params_to",
     "log_metrics",
+    "log_metrics_to",
+    "create_run",
+    "tag_run",
+    "end_run_by_id",
+    "end_run_after",
     "log_dataset_splits",
     "log_figure",
     "log_text",
@@ -50,10 +57,13 @@ TRACKING_CALLS = (
 
 
 class TrackingTimer:
-    """Adds up the seconds spent inside pipeline.tracking (every MLflow call goes through it)."""
+    """Adds up the seconds spent inside pipeline.tracking (every MLflow call goes through it),
+    in all, and per call in `by_call` (from any thread: a group's runs finish in one)."""
 
     def __init__(self):
         self.seconds = 0.0
+        self.by_call: dict[str, float] = {}
+        self.lock = threading.Lock()
         for name in TRACKING_CALLS:
             setattr(tracking, name, self._timed(getattr(tracking, name)))
         original_run = tracking.run
@@ -81,7 +91,11 @@ class TrackingTimer:
             try:
                 return function(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                seconds = time.perf_counter() - started
+                with self.lock:
+                    self.seconds += seconds
+                    name = function.__name__
+                    self.by_call[name] = self.by_call.get(name, 0.0) + seconds
 
         return timed
 
