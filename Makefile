@@ -39,6 +39,7 @@ bench: install  ## timings and slow acceptance checks; writes bench/results.{md,
 	$(PYTHON) -m pytest -m slow bench/ $(ARGS)
 	$(PYTHON) bench/bench.py
 	$(PYTHON) bench/bench_population.py  # keras and population per model-epoch, K = 1, 10, 100
+	$(PYTHON) bench/bench_logging.py  # time inside MLflow in a 100-run study
 
 findings: install  ## the two fashion_mnist studies (5 seeds x 10 epochs) and the seeds=auto regime map with the effect along 1..100 epochs (hours on 2 cores: ARGS="--train-sizes 1000,5000 --grid-epochs 10,25 --max-seeds 20" for less); writes README's Findings
 	$(PYTHON) bench/findings.py $(ARGS)
