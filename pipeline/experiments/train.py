@@ -126,10 +126,7 @@ def train(
         run = TrainRun(run_id, config, member.dataset)
         run.begin(engine.name, engine.device, member.tags)
         member.run_id = run_id
-        try:
-            [weights] = engine.fit([member], epoch_logger([run], [member], hooks))
-        finally:
-            run.flush()  # the epochs so far, whatever ends the run
+        [weights] = engine.fit([member], epoch_logger([run], [member], hooks))
         if member.stopped:
             raise TrainingDiverged(member.stopped)
         run.finish(member.spec, weights)

@@ -132,9 +132,16 @@ def log_dataset(dataset: Dataset, contexts=("train", "validation", "test")):
 
 
 def predict_and_score(model, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Class probabilities of images `x` and the `test_*` metrics against labels `y`."""
+    """Class probabilities of images `x` by a Keras model and the `test_*` metrics against
+    labels `y`."""
     probabilities, loss = predict(model, x, y)
-    return probabilities, {"test_loss": loss, **scoring.score_predictions(y, probabilities)}
+    return probabilities, scores(y, probabilities, loss)
+
+
+def scores(y: np.ndarray, probabilities: np.ndarray, loss: float) -> dict[str, float]:
+    """The `test_*` metrics of class probabilities whose cross-entropy against labels `y` is
+    `loss`."""
+    return {"test_loss": loss, **scoring.score_predictions(y, probabilities)}
 
 
 def log_test_results(
@@ -149,7 +156,7 @@ def log_test_results(
     to the Keras model's predictions within float32 rounding, tested): a Keras predict costs a
     run ~0.2 s."""
     probabilities, loss = forward.predict(spec, weights, dataset.x_test, dataset.y_test)
-    metrics = {"test_loss": loss, **scoring.score_predictions(dataset.y_test, probabilities)}
+    metrics = scores(dataset.y_test, probabilities, loss)
     tracking.log_metrics(metrics, step=config.epochs)
     classes, title = dataset.class_names, config.run_name
     log_classification_artifacts(dataset.y_test, probabilities, classes, title, figure)
