@@ -26,7 +26,7 @@ def test_a_param_without_a_role_cannot_be_declared():
     with pytest.raises(ValueError, match="roles"):
         Param(0.1, SHARE, "a share")
     with pytest.raises(ValueError, match="roles"):
-        Param(0.1, SHARE, "a share", roles=("colour",))
+        Param(0.1, SHARE, "a share", "colour")
 
 
 def test_the_lists_follow_from_the_roles():

@@ -9,7 +9,7 @@ train's and evaluate's configs; tune's in `pipeline.config.tune`, study's in
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from pipeline.config.constraints import Interval, ListOf, Options
@@ -53,43 +53,37 @@ class ModelDataConfig(Config):
 
     RULES: ClassVar = (DATA_DIR_RULE,)
 
-    dataset: str = DATASET.field()
-    data_dir: str = DATA_DIR.field()
+    dataset: str = DATASET
+    data_dir: str = DATA_DIR
     hidden_units: tuple[int, ...] = Param(
-        (100, 50, 25),
-        ListOf(POSITIVE),
-        "units of the hidden Dense (relu) layers",
-        roles=("shape", "grid"),
-    ).field()
-    epochs: int = Param(10, POSITIVE, "training epochs", roles=("shape", "grid")).field()
-    batch_size: int = Param(32, POSITIVE, "batch size", roles=("shape", "grid")).field()
+        (100, 50, 25), ListOf(POSITIVE), "units of the hidden Dense (relu) layers", "shape grid"
+    )
+    epochs: int = Param(10, POSITIVE, "training epochs", "shape grid")
+    batch_size: int = Param(32, POSITIVE, "batch size", "shape grid")
     learning_rate: float = Param(
-        0.001,
-        Interval(float, 0, None, closed="neither"),
-        "Adam learning rate",
-        roles=("run", "grid"),
-    ).field()
+        0.001, Interval(float, 0, None, closed="neither"), "Adam learning rate", "run grid"
+    )
     validation_split: float = Param(
-        0.1, SHARE, "stratified share held out to validate", roles=("shape", "grid")
-    ).field()
-    train_size: int = TRAIN_SIZE.field()
-    max_norm: float = MAX_NORM.field()
-    seed: int = SEED.field()
+        0.1, SHARE, "stratified share held out to validate", "shape grid"
+    )
+    train_size: int = TRAIN_SIZE
+    max_norm: float = MAX_NORM
+    seed: int = SEED
     recipe: str = Param(
         "standard",
         Options(RECIPES),
         "standard: [0, 1] pixels, softmax; notebook: 0-255, sigmoid",
-        roles=("shape",),
-    ).field()
+        "shape",
+    )
     backend: str = Param(
         "tensorflow",
         Options(BACKENDS),
         "Keras backend of engine=keras; jax trains about twice as fast on CPU but draws other "
         "random numbers, so its results differ from tensorflow's at the same seed",
-        roles=("shape",),
-    ).field()
-    engine: str = ENGINE.field()
-    run_figures: bool = RUN_FIGURES.field()
+        "shape",
+    )
+    engine: str = ENGINE
+    run_figures: bool = RUN_FIGURES
 
     def train_config(self, **changes) -> TrainConfig:
         """The train config of these shared params, with `changes` (e.g. dropout_rates)."""
@@ -109,7 +103,7 @@ def one_rate_per_layer(rates: tuple[float, ...], config: ModelDataConfig) -> boo
 @dataclass(frozen=True)
 class TrainConfig(ModelDataConfig):
     ENTRY_POINT: ClassVar = "train"
-    seed: int = SEED.field(constraint=Interval(int, 0, TRAIN_SEED_MAX))  # also tune's seed + k
+    seed: int = replace(SEED, constraint=Interval(int, 0, TRAIN_SEED_MAX))  # also tune's seed + k
     RULES: ClassVar = (
         *ModelDataConfig.RULES,
         Rule(
@@ -121,11 +115,8 @@ class TrainConfig(ModelDataConfig):
     )
 
     dropout_rates: tuple[float, ...] = Param(
-        (0.5, 0.25, 0.0),
-        ListOf(RATE),
-        "dropout rate after each hidden layer; 0,0,0: none",
-        roles=("run",),
-    ).field()
+        (0.5, 0.25, 0.0), ListOf(RATE), "dropout rate after each hidden layer; 0,0,0: none", "run"
+    )
 
     @property
     def run_name(self) -> str:
@@ -148,27 +139,23 @@ class EvaluateConfig(Config):
         ),
     )
 
-    run_id: str = Param(
-        "", ANY_TEXT, "train run whose logged model is evaluated", roles=("design",)
-    ).field()
+    run_id: str = Param("", ANY_TEXT, "train run whose logged model is evaluated", "design")
     model_uri: str = Param(
         "",
         ANY_TEXT,
         "any MLflow model URI (runs:/…, models:/<name>@<alias>) instead of run_id",
-        roles=("design",),
-    ).field()
+        "design",
+    )
     baseline_run_id: str = Param(
-        "",
-        STRIPPED,
-        "compare with this run's model on the identical test examples",
-        roles=("design",),
-    ).field()
-    dataset: str = DATASET.field(
+        "", STRIPPED, "compare with this run's model on the identical test examples", "design"
+    )
+    dataset: str = replace(
+        DATASET,
         default="",
         constraint=Options(("", *DATASETS)),
         help="test data; empty: the dataset the source run trained on",
     )
-    data_dir: str = DATA_DIR.field(help="local folder with IDX or .npz files; empty: the run's")
-    alpha: float = ALPHA.field()
-    seed: int = SEED.field(help="seed of the paired bootstrap")
-    register_as: str = REGISTER_AS.field()
+    data_dir: str = replace(DATA_DIR, help="local folder with IDX or .npz files; empty: the run's")
+    alpha: float = ALPHA
+    seed: int = replace(SEED, help="seed of the paired bootstrap")
+    register_as: str = REGISTER_AS

@@ -39,31 +39,26 @@ DATASET = Param(
     Options(DATASETS),
     "mnist_5k: 5,000 real MNIST digits and the MNIST test set, bundled (offline); mnist: "
     "the full 60,000 (downloaded once); fashion_mnist; digits: sklearn 8x8, tiny",
-    roles=("shape",),
+    "shape",
 )
 DATA_DIR = Param(
     "",
     ExistingDir(),
     "local folder with the IDX (.gz or raw) or .npz files of mnist or fashion_mnist; "
     "empty: the built-in source",
-    roles=("shape",),
+    "shape",
 )
-SEED = Param(
-    0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split", roles=("run",)
-)
+SEED = Param(0, Interval(int, 0, SEED_MAX), "seed of python/numpy/keras and the split", "run")
 ALPHA = Param(
-    0.05,
-    Interval(float, 0, 0.5, closed="neither"),
-    "significance level of verdicts",
-    roles=("design",),
+    0.05, Interval(float, 0, 0.5, closed="neither"), "significance level of verdicts", "design"
 )
-STUDY_NAME = Param("", STRIPPED, "parent run name", roles=("design",))
+STUDY_NAME = Param("", STRIPPED, "parent run name", "design")
 REGISTER_AS = Param(
     "",
     Pattern(r"[\w.-]*", "empty or a model name of letters, digits, _ . -", ["a b", "x/y"]),
     f"register the model under this name with alias {CHAMPION_ALIAS!r} "
     f"(models:/<name>@{CHAMPION_ALIAS}); empty: do not register",
-    roles=("resumable", "design"),
+    "resumable design",
 )
 STORAGE = Param(
     "",
@@ -73,38 +68,32 @@ STORAGE = Param(
         ["redis://x", "journal:"],
     ),
     "Optuna storage; empty: a journal file beside the local tracking store",
-    roles=("execution",),
+    "execution",
 )
 HEARTBEAT_INTERVAL = Param(
-    30,
-    POSITIVE,
-    "RDB storage: seconds between a running trial's heartbeats",
-    roles=("resumable", "execution"),
+    30, POSITIVE, "RDB storage: seconds between a running trial's heartbeats", "resumable execution"
 )
 GRACE_PERIOD = Param(
     90,
     POSITIVE,
     "RDB storage: a trial silent this many seconds is marked FAIL and retried",
-    roles=("resumable", "execution"),
+    "resumable execution",
 )
 TRAIN_SIZE = Param(
     0,
     NON_NEGATIVE,
     "training examples kept (stratified) after the validation split; 0: all",
-    roles=("shape", "grid"),
+    "shape grid",
 )
 MAX_NORM = Param(
-    0.0,
-    NON_NEGATIVE_FLOAT,
-    "max-norm of each hidden unit's incoming weights; 0: off",
-    roles=("shape", "grid"),
+    0.0, NON_NEGATIVE_FLOAT, "max-norm of each hidden unit's incoming weights; 0: off", "shape grid"
 )
 REPLICAS = Param(
     10,
     POSITIVE,
     "population size: the most runs of one shape engine=population trains together; 1: one at "
     "a time",
-    roles=("resumable", "execution"),
+    "resumable execution",
 )
 DATA_DIR_RULE = Rule(
     "data_dir",
@@ -117,12 +106,12 @@ ENGINE = Param(
     Options(ENGINES),
     "keras: one model.fit per run (backend trains it); population: up to `replicas` runs of one "
     "shape as one JAX program per epoch",
-    roles=("shape",),
+    "shape",
 )
 RUN_FIGURES = Param(
     True,
     Boolean(),
     "each run's learning-curve and confusion-matrix PNGs (~0.45 s a run on 2 cores, more than "
     "its training on a GPU); false keeps their numbers (metrics, csv, json) only",
-    roles=("execution",),
+    "execution",
 )

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from pipeline.config.constraints import Boolean, Interval, IntOrWord, NamedLists
 from pipeline.config.entry_points import GRID, ModelDataConfig, one_rate_per_layer
-from pipeline.config.params import (
-    ALPHA,
-    ENGINE,
-    RATE,
-    REPLICAS,
-    RUN_FIGURES,
-    STORAGE,
-    STUDY_NAME,
-)
+from pipeline.config.params import ALPHA, RATE, REPLICAS, RUN_FIGURES, STORAGE, STUDY_NAME
 from pipeline.config.validation import Param, Rule, named_lists, parse_named_lists
 
 AUTO = "auto"  # seeds=auto: seeds in batches until a sequential verdict
@@ -72,38 +64,40 @@ class StudyConfig(ModelDataConfig):
         "baseline=0,0,0;dropout=0.5,0.25,0",
         NamedLists(RATE),
         "the configs to compare; the first is the reference",
-        roles=("design",),
-    ).field(parse=named_lists)
+        "design",
+        parse=named_lists,
+    )
     seeds: int | str = Param(
         5,
         SEEDS,
         "paired seeds per config (seed, seed+1, …); auto: batches of `replicas` seeds until "
         "each cell's sequential verdict, at most max_seeds",
-        roles=("design",),
-    ).field(parse=SEEDS.parse)
+        "design",
+        parse=SEEDS.parse,
+    )
     max_seeds: int = Param(
         50,
         Interval(int, 2, None, closed="left"),
         "seeds=auto: the most seeds per config of a cell, where it ends undecided",
-        roles=("design",),
-    ).field()
-    alpha: float = ALPHA.field()
+        "design",
+    )
+    alpha: float = ALPHA
     margin: float = Param(
         0.5,
         Interval(float, 0, None, closed="neither"),
         "equivalence margin in test-accuracy points: a difference shown to lie within ±margin "
         "is `equivalent`",
-        roles=("design",),
-    ).field()
+        "design",
+    )
     refine: bool = Param(
         False,
         Boolean(),
         "grid only: between neighbouring train_size or epochs levels with opposite verdicts "
         "(better, worse), add their geometric mean until they are within a factor of 2",
-        roles=("design",),
-    ).field()
-    study_name: str = STUDY_NAME.field(
-        help="parent run name; empty: <dataset>-<recipe>-<names>, with -grid for a grid"
+        "design",
+    )
+    study_name: str = replace(
+        STUDY_NAME, help="parent run name; empty: <dataset>-<recipe>-<names>, with -grid for a grid"
     )
     grid: str = Param(
         "",
@@ -111,14 +105,14 @@ class StudyConfig(ModelDataConfig):
         "run the study in every cell of a grid over train params, e.g. "
         "train_size=1000,5000,0;epochs=10,100 (factors crossed; a nested parent run per cell); "
         "empty: one study",
-        roles=("design",),
-    ).field(parse=GRID.canonical)
-    storage: str = STORAGE.field(help=f"grid only: the cells' {STORAGE.help}")
-    engine: str = ENGINE.field()
-    run_figures: bool = RUN_FIGURES.field(
-        default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
+        "design",
+        parse=GRID.canonical,
     )
-    replicas: int = REPLICAS.field()
+    storage: str = replace(STORAGE, help=f"grid only: the cells' {STORAGE.help}")
+    run_figures: bool = replace(
+        RUN_FIGURES, default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
+    )
+    replicas: int = REPLICAS
 
     @property
     def named_configs(self) -> list[tuple[str, tuple[float, ...]]]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from pipeline.config.constraints import Boolean, Interval, Options
 from pipeline.config.entry_points import ModelDataConfig
 from pipeline.config.params import (
-    ENGINE,
     GRACE_PERIOD,
     HEARTBEAT_INTERVAL,
     NON_NEGATIVE,
@@ -52,76 +51,69 @@ class TuneConfig(ModelDataConfig):
         20,
         POSITIVE,
         "finished (complete or pruned) trials the study ends with, resumed included",
-        roles=("resumable",),
-    ).field()
-    max_rate: float = Param(
-        0.7, SHARE, "dropout rates are searched in [0, max_rate]", roles=("design",)
-    ).field()
+        "resumable",
+    )
+    max_rate: float = Param(0.7, SHARE, "dropout rates are searched in [0, max_rate]", "design")
     rate_step: float = Param(
-        0.05,
-        Interval(float, 0, 1, closed="right"),
-        "grid step of the searched rates",
-        roles=("design",),
-    ).field()
+        0.05, Interval(float, 0, 1, closed="right"), "grid step of the searched rates", "design"
+    )
     search_learning_rate: bool = Param(
         False,
         Boolean(),
         "also search the Adam learning rate, log-uniform in [1e-4, 1e-2]",
-        roles=("design",),
-    ).field()
+        "design",
+    )
     pruner: str = Param(
-        "median",
-        Options(PRUNERS),
-        "stops unpromising trials early on their val_accuracy",
-        roles=("design",),
-    ).field()
+        "median", Options(PRUNERS), "stops unpromising trials early on their val_accuracy", "design"
+    )
     pruner_startup_trials: int = Param(
         5,
         NON_NEGATIVE,
         "median and percentile pruners: trials run to the end before pruning",
-        roles=("design",),
-    ).field()
+        "design",
+    )
     pruner_percentile: float = Param(
         25.0,
         Interval(float, 0, 100, closed="neither"),
         "percentile pruner: a trial goes on while its val_accuracy is in this top percent of "
         "earlier trials' at the same epoch",
-        roles=("design",),
-    ).field()
-    study_name: str = STUDY_NAME.field(
-        roles=("resumable",),
+        "design",
+    )
+    study_name: str = replace(
+        STUDY_NAME,
+        roles="resumable",
         help="Optuna study (and MLflow parent run) name; re-running a name resumes it. "
         "Empty: <dataset>-dropout-search",
     )
-    storage: str = STORAGE.field(roles=("resumable", "execution"))
-    heartbeat_interval: int = HEARTBEAT_INTERVAL.field()
-    grace_period: int = GRACE_PERIOD.field()
+    storage: str = replace(STORAGE, roles="resumable execution")
+    heartbeat_interval: int = HEARTBEAT_INTERVAL
+    grace_period: int = GRACE_PERIOD
     timeout: float = Param(
         0.0,
         NON_NEGATIVE_FLOAT,
         "stop starting new trials after this many seconds; 0: no limit",
-        roles=("resumable",),
-    ).field()
+        "resumable",
+    )
     final_seeds: int = Param(
         3,
         NON_NEGATIVE,
         "retrain the best config and the notebook's two on this many fresh seeds",
-        roles=("resumable",),
-    ).field()
-    register_as: str = REGISTER_AS.field()
-    engine: str = ENGINE.field()
-    run_figures: bool = RUN_FIGURES.field(
-        default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
+        "resumable",
     )
-    replicas: int = REPLICAS.field(
-        help=f"{REPLICAS.help}; the search trains replicas // trial_seeds trials at a time"
+    register_as: str = REGISTER_AS
+    run_figures: bool = replace(
+        RUN_FIGURES, default=False, help=f"{RUN_FIGURES.help}; the parent has the study's figures"
+    )
+    replicas: int = replace(
+        REPLICAS,
+        help=f"{REPLICAS.help}; the search trains replicas // trial_seeds trials at a time",
     )
     trial_seeds: int = Param(
         1,
         POSITIVE,
         "seeds each trial trains at once; pruner and objective see their mean",
-        roles=("design",),
-    ).field()
+        "design",
+    )
 
     @property
     def name(self) -> str:

@@ -77,31 +77,34 @@ PARSERS: dict[str, Callable[[str], Any]] = {  # by the field's annotation
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter's default, constraint, help and roles; `field()` declares it in a config.
+    """One parameter's default, constraint, help and roles, in that order: a config declares
+    a field with one, e.g. `epochs: int = Param(10, POSITIVE, "training epochs", "shape grid")`.
 
-    Roles say what the code does with a field, so that each list of fields follows from the
-    declarations (see ROLES)."""
+    Roles are names from ROLES separated by spaces; they say what the code does with a field, so
+    that each list of fields follows from the declarations. A param that several configs share
+    is declared once (`pipeline.config.params`) and assigned in each, and `dataclasses.replace`
+    changes its default, help or roles for one of them."""
 
     default: Any
     constraint: Constraint  # pipeline.config.constraints
     help: str
-    roles: tuple[str, ...] = ()
+    roles: str = ""
     parse: Callable[[str], Any] | None = None  # None: by the field's type (PARSERS)
 
     def __post_init__(self):
-        unknown = set(self.roles) - set(ROLES)
-        if not self.roles or unknown:
-            raise ValueError(f"a Param needs roles from {sorted(ROLES)}, not {self.roles}")
+        unknown = set(self.roles.split()) - set(ROLES)
+        if not self.roles.split() or unknown:
+            raise ValueError(f"a Param needs roles from {sorted(ROLES)}, not {self.roles!r}")
 
-    def field(self, **changes):
-        spec = dataclasses.replace(self, **changes)
+    def field(self):
+        """The dataclass field of this param, its declaration kept in the field's metadata."""
         metadata = {
-            "constraint": spec.constraint,
-            "help": spec.help,
-            "parse": spec.parse,
-            "roles": spec.roles,
+            "constraint": self.constraint,
+            "help": self.help,
+            "parse": self.parse,
+            "roles": tuple(self.roles.split()),
         }
-        return dataclasses.field(default=spec.default, metadata=metadata)
+        return dataclasses.field(default=self.default, metadata=metadata)
 
 
 ROLES = {
@@ -138,10 +141,18 @@ class Rule:
 
 @dataclass(frozen=True)
 class Config:
-    """Parsing and validation shared by the entry-point configs."""
+    """Parsing and validation shared by the entry-point configs, frozen dataclasses whose
+    fields are declared as Params."""
 
     ENTRY_POINT: ClassVar[str] = ""
     RULES: ClassVar[tuple[Rule, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        """Replaces each Param the class declares with its field, before @dataclass reads them."""
+        super().__init_subclass__(**kwargs)
+        for name, value in list(vars(cls).items()):
+            if isinstance(value, Param):
+                setattr(cls, name, value.field())
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
