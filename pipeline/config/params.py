@@ -24,16 +24,6 @@ ANY_TEXT = Pattern(r"(?s).*", "any text", [])
 # parsing strips every value, so a padded name arrives trimmed: no invalid value to make
 STRIPPED = Pattern(r"(\S(.*\S)?)?", "a name without leading or trailing blanks, or empty", [])
 
-GRID_FACTORS = (
-    "train_size",
-    "epochs",
-    "hidden_units",
-    "batch_size",
-    "learning_rate",
-    "max_norm",
-    "validation_split",
-)
-
 DATASET = Param(
     "mnist_5k",
     Options(DATASETS),
