@@ -51,6 +51,7 @@ TRACKING_CALLS = (
     "log_figure",
     "log_text",
     "log_dict",
+    "log_files",
     "log_keras_model",
     "set_tags",
 )

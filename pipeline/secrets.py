@@ -37,19 +37,29 @@ def secret_values() -> list[str]:
     return sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 
-def _mask_url_password(match: re.Match) -> str:
-    password = match.group(2)
-    _url_passwords.update([password, *password.split("@")])
-    return f"{match.group(1)}:{MASK}@"
+def _remember_url_passwords(text: str):
+    for match in URL_PASSWORD.finditer(text):
+        password = match.group(2)
+        _url_passwords.update([password, *password.split("@")])
 
 
-def redact(text: str) -> str:
-    """`text` with every password replaced by ***."""
-    text = URL_PASSWORD.sub(_mask_url_password, text)
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """`text` with every password replaced by ***; `secrets`: `secret_values()` if given."""
+    _remember_url_passwords(text)
+    text = URL_PASSWORD.sub(rf"\1:{MASK}@", text)
     text = PASSWORD_OPTION.sub(rf"\1{MASK}", text)
-    for value in secret_values():
+    for value in secret_values() if secrets is None else secrets:
         text = text.replace(value, MASK)
     return text
+
+
+def redact_values(mapping: dict[str, str]) -> dict[str, str]:
+    """The mapping with every value redacted, the secrets listed once for all of them (after
+    the URL passwords in any of the values are seen)."""
+    for value in mapping.values():
+        _remember_url_passwords(value)
+    secrets = secret_values()
+    return {key: redact(value, secrets) for key, value in mapping.items()}
 
 
 def excepthook(kind, error, trace):

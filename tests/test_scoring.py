@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from sklearn import metrics as sk
 from sklearn.metrics import f1_score
 
 from pipeline.analysis.scoring import (
@@ -48,6 +49,33 @@ def test_score_predictions_matches_sklearn():
         "test_f1_class_1",
         "test_f1_class_2",
     }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scores_report_and_confusion_matrix_equal_sklearns(seed):
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 4, 300)
+    y_true[y_true == 3] = 0  # class 3 never occurs in the labels
+    probabilities = rng.random((300, 5))  # and class 4 never in the labels: both in macro avg
+    probabilities[rng.random(300) < 0.6, 4] = 0  # ... and rarely predicted
+    y_pred = probabilities.argmax(axis=1)
+    names = ("zero", "one", "two", "three", "a-long-class-name")
+    text, report = classification_report(y_true, y_pred, names)
+    kwargs = dict(labels=np.arange(5), target_names=names, zero_division=0)
+    assert text == sk.classification_report(y_true, y_pred, digits=4, **kwargs)
+    expected = sk.classification_report(y_true, y_pred, output_dict=True, **kwargs)
+    assert list(report) == list(expected)
+    for name, entry in report.items():
+        assert entry == pytest.approx(expected[name]), name
+    scores = score_predictions(y_true, probabilities)
+    assert scores["test_accuracy"] == pytest.approx(sk.accuracy_score(y_true, y_pred))
+    for average in ("macro", "weighted"):
+        f1 = f1_score(y_true, y_pred, average=average, zero_division=0)
+        assert scores[f"test_{average}_f1"] == pytest.approx(f1)
+    per_class = f1_score(y_true, y_pred, labels=np.arange(5), average=None, zero_division=0)
+    assert [scores[f"test_f1_class_{k}"] for k in range(5)] == pytest.approx(per_class)
+    table = confusion_matrix_table(y_true, y_pred, names)
+    assert np.array_equal(table.to_numpy(), sk.confusion_matrix(y_true, y_pred, labels=range(5)))
 
 
 def test_report_and_confusion_matrix_use_class_names():

@@ -39,6 +39,13 @@ def test_redact_hides_values_of_variables_named_secret(monkeypatch):
 
 
 @pytest.mark.fast
+def test_redact_values_hides_a_url_password_in_every_value(monkeypatch):
+    monkeypatch.setenv("PGPASSWORD", "hunter2-db")
+    values = {"a": "pw-seen-first-9 alone", "b": "postgresql://u:pw-seen-first-9@h/db hunter2-db"}
+    assert secrets.redact_values(values) == {"a": "*** alone", "b": "postgresql://u:***@h/db ***"}
+
+
+@pytest.mark.fast
 def test_params_tags_reasons_and_descriptions_are_redacted(client):
     url = "postgresql://alice:S3cretPW@127.0.0.1:1/optuna"
     with pytest.raises(RuntimeError), tracking.run("leaky", "dropout-mlp-secrets") as run_id:

@@ -56,10 +56,11 @@ def study_key(config: StudyConfig) -> str:
     return hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:16]
 
 
-def finished_result(name: str, seed: int, parent_run_id: str, tags: dict) -> SeedResult | None:
-    """The FINISHED child run with these tags that a previous attempt left, if any."""
-    for run in tracking.child_runs(parent_run_id, tags):
-        if run.info.status == "FINISHED":
+def finished_result(name: str, seed: int, children: list, tags: dict) -> SeedResult | None:
+    """The FINISHED run with these tags among a parent's `children`, if a previous attempt
+    left one."""
+    for run in children:
+        if run.info.status == "FINISHED" and tags.items() <= run.data.tags.items():
             history = {key: tracking.metric_history(run.info.run_id, key) for key in CURVES}
             checkpoints = tracking.metric_by_step(run.info.run_id, "test_accuracy")
             print(f"{name} seed {seed}: reusing finished run {run.info.run_id}")
@@ -83,11 +84,12 @@ def run_configs(
     test set at the `checkpoints` epochs. Children that a killed process left RUNNING end
     FAILED first."""
     tracking.end_dead_children(parent_run_id)
+    children = tracking.child_runs(parent_run_id, tags)  # one query, not one per config x seed
     results, pending = [], []
     for seed, dataset in datasets.items():
         for name, config in configs.items():
             child_tags = {**tags, config_tag: name, seed_tag: str(seed)}
-            result = finished_result(name, seed, parent_run_id, child_tags)
+            result = finished_result(name, seed, children, child_tags)
             if result is not None:
                 results.append(result)
             else:

@@ -151,10 +151,14 @@ def _begin_children(group: Sequence[Member], parent_run_id: str, engine: Engine)
     group_tag = {"replica_group": uuid.uuid4().hex[:12]} if len(group) > 1 else {}
     runs = []
     for member in group:
-        name = member.config.run_name
-        run_id = tracking.create_run(parent_run_id, name, {})
-        run = TrainRun(run_id, member.config, member.dataset, flush_seconds=GROUP_FLUSH_SECONDS)
-        run.begin(engine.name, engine.device, {**member.tags, **group_tag})
+        context = (engine.name, engine.device, {**member.tags, **group_tag})
+        run = TrainRun.create(
+            parent_run_id,
+            member.config,
+            member.dataset,
+            context,
+            flush_seconds=GROUP_FLUSH_SECONDS,
+        )
         member.run_id = run.run_id
         runs.append(run)
     return runs

@@ -21,9 +21,15 @@ import mlflow  # its keras flavor (mlflow.keras), with Keras, loads at first use
 from mlflow.entities import Metric, Param, RunTag
 
 from pipeline import lifecycle
-from pipeline.secrets import redact
+from pipeline.secrets import redact, redact_values
 from pipeline.tracking import store
-from pipeline.tracking.artifacts import log_dataset_splits, log_dict, log_figure, log_text
+from pipeline.tracking.artifacts import (
+    log_dataset_splits,
+    log_dict,
+    log_figure,
+    log_files,
+    log_text,
+)
 from pipeline.tracking.models import (
     NotFound,
     load_keras_model,
@@ -41,6 +47,7 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
     "log_dataset_splits",
     "log_dict",
     "log_figure",
+    "log_files",
     "log_keras_model",
     "log_text",
     "metric_by_step",
@@ -170,8 +177,7 @@ def create_run(parent_run_id: str, name: str, tags: dict[str, str]) -> str:
     client = mlflow.MlflowClient()
     experiment_id = _experiment_of(parent_run_id)
     tags = {"mlflow.parentRunId": parent_run_id, WORKER_TAG: lifecycle.worker_id(), **tags}
-    tags = {key: redact(value) for key, value in tags.items()}
-    return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+    return client.create_run(experiment_id, tags=redact_values(tags), run_name=name).info.run_id
 
 
 @functools.lru_cache(maxsize=64)
@@ -179,13 +185,16 @@ def _experiment_of(run_id: str) -> str:
     return mlflow.MlflowClient().get_run(run_id).info.experiment_id
 
 
-def log_params_to(run_id: str, params: dict[str, str], tags: dict[str, str] | None = None):
+def log_params_to(
+    run_id: str, params: dict[str, str], tags: dict[str, str] | None = None, new_run=False
+):
     """Log params not yet in the run (`mlflow run` logs the user's own spelling first; logging
-    the same key with another spelling would fail), and `tags`, in one call where `log_batch`
-    allows."""
-    existing = mlflow.MlflowClient().get_run(run_id).data.params
-    batch = [Param(key, redact(value)) for key, value in params.items() if key not in existing]
-    tag_batch = [RunTag(key, redact(value)) for key, value in (tags or {}).items()]
+    the same key with another spelling would fail; a `new_run` has none), and `tags`, in one
+    call where `log_batch` allows."""
+    existing = {} if new_run else mlflow.MlflowClient().get_run(run_id).data.params
+    params = redact_values({key: value for key, value in params.items() if key not in existing})
+    batch = [Param(key, value) for key, value in params.items()]
+    tag_batch = [RunTag(key, value) for key, value in redact_values(tags or {}).items()]
     for start in range(0, max(len(batch), len(tag_batch)), MAX_PARAMS_PER_BATCH):
         end = start + MAX_PARAMS_PER_BATCH
         mlflow.MlflowClient().log_batch(run_id, params=batch[start:end], tags=tag_batch[start:end])
@@ -241,7 +250,7 @@ def log_params(params: dict[str, str]):
 
 
 def set_tags(tags: dict[str, str]):
-    mlflow.set_tags({key: redact(value) for key, value in tags.items()})
+    mlflow.set_tags(redact_values(tags))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None):
@@ -260,7 +269,7 @@ def set_description(text: str):
 
 
 def tag_run(run_id: str, tags: dict[str, str]):
-    batch = [RunTag(key, redact(value)) for key, value in tags.items()]
+    batch = [RunTag(key, value) for key, value in redact_values(tags).items()]
     mlflow.MlflowClient().log_batch(run_id, tags=batch)
 
 

@@ -25,13 +25,13 @@ def _pip_requirements() -> list[str]:
 
 
 def log_keras_model(model, x_example: np.ndarray, probabilities: np.ndarray):
-    """The keras flavor with a signature; the input example goes beside it as a serving payload
-    (`input_example=` crashes in mlflow.keras 3.17, mlflow/mlflow#16183)."""
+    """The keras flavor with the signature of an example's inputs and outputs (its
+    `input_example=` crashes in mlflow.keras 3.17, mlflow/mlflow#16183: the caller logs the
+    example beside it as a serving payload)."""
     signature = infer_signature(x_example, probabilities)
     mlflow.keras.log_model(
         model, name="model", signature=signature, pip_requirements=_pip_requirements()
     )
-    mlflow.log_dict({"inputs": x_example.tolist()}, "model_input_example.json")
 
 
 def register_model(run_id: str | None, name: str, alias: str, model_uri: str = "") -> int:

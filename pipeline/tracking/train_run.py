@@ -45,22 +45,37 @@ class TrainRun:
     pending: dict[int, dict[str, float]] = field(default_factory=dict)  # step: metrics
     flushed_at: float = field(default_factory=time.monotonic)
 
+    @classmethod
+    def create(
+        cls, parent_run_id: str, config: TrainConfig, dataset: Dataset, context: tuple, **fields
+    ) -> TrainRun:
+        """A new child run of the parent, begun: created with its tags (`context` is `begin`'s
+        engine, device and tags) and its params logged in one call."""
+        run = cls("", config, dataset, **fields)
+        tags = run.tags(*context)
+        run.run_id = tracking.create_run(parent_run_id, config.run_name, tags)
+        tracking.log_params_to(run.run_id, config.to_params(), new_run=True)
+        return run
+
     def begin(self, engine: str, device: str, tags: dict[str, str]):
-        """The config's params (those `mlflow run` has not logged already) and the run's tags:
-        entry point, recipe, dataset and where its data came from, the engine and its device,
-        and `tags`."""
-        dataset = self.dataset
-        tags = {
+        """The config's params (those `mlflow run` has not logged already) and the run's tags."""
+        tracking.log_params_to(
+            self.run_id, self.config.to_params(), self.tags(engine, device, tags)
+        )
+
+    def tags(self, engine: str, device: str, tags: dict[str, str]) -> dict[str, str]:
+        """A train run's tags: entry point, recipe, dataset and where its data came from, the
+        engine and its device, and `tags`."""
+        return {
             "entry_point": "train",
             "recipe": self.config.recipe,
             "dataset": self.config.dataset,
-            "data_source": dataset.source,
-            "data_sha256": dataset.sha256,
+            "data_source": self.dataset.source,
+            "data_sha256": self.dataset.sha256,
             "engine": engine,
             "device": device,
             **tags,
         }
-        tracking.log_params_to(self.run_id, self.config.to_params(), tags)
 
     def epoch(self, step: int, metrics: dict[str, float]) -> str:
         """Record an epoch's metrics with its generalization gap (val_loss - loss) at step =
@@ -158,11 +173,13 @@ def log_test_results(
     probabilities, loss = forward.predict(spec, weights, dataset.x_test, dataset.y_test)
     metrics = scores(dataset.y_test, probabilities, loss)
     tracking.log_metrics(metrics, step=config.epochs)
+    example = dataset.x_test[:5].astype("float32")  # a serving payload beside the model
+    payload = {"model_input_example.json": {"inputs": example.tolist()}}
     classes, title = dataset.class_names, config.run_name
-    log_classification_artifacts(dataset.y_test, probabilities, classes, title, figure)
+    log_classification_artifacts(dataset.y_test, probabilities, classes, title, figure, payload)
     model = logged_model(spec, config.learning_rate)
     model.set_weights(weights)
-    tracking.log_keras_model(model, dataset.x_test[:5].astype("float32"), probabilities[:5])
+    tracking.log_keras_model(model, example, probabilities[:5])
     return metrics
 
 
@@ -172,15 +189,21 @@ def log_classification_artifacts(
     class_names: tuple[str, ...],
     title: str,
     figure: bool = True,
+    files: dict[str, str | dict] | None = None,
 ):
     """The classification report (txt, json) and confusion matrix (csv, and png unless
-    `figure` is false) of the active run."""
+    `figure` is false) of the active run, and `files` (path: text or dict) in the same call."""
     y_pred = probabilities.argmax(axis=1)
     text, report = scoring.classification_report(y_true, y_pred, class_names)
-    tracking.log_text(text, "classification_report.txt")
-    tracking.log_dict(report, "classification_report.json")
     table = scoring.confusion_matrix_table(y_true, y_pred, class_names)
-    tracking.log_text(table.to_csv(), "confusion_matrix.csv")
+    tracking.log_files(
+        {
+            "classification_report.txt": text,
+            "classification_report.json": report,
+            "confusion_matrix.csv": table.to_csv(),
+            **(files or {}),
+        }
+    )
     if figure:
         tracking.log_figure(
             figures.confusion_matrix_figure(table, f"Confusion matrix (test) - {title}"),
