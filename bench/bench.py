@@ -50,7 +50,6 @@ TRACKING_CALLS = (
     "log_dataset_splits",
     "log_figure",
     "log_text",
-    "log_dict",
     "log_files",
     "log_keras_model",
     "set_tags",

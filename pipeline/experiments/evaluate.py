@@ -199,7 +199,7 @@ def _log_comparison(
 ) -> dict:
     comparison = compare(dataset.y_test, *scores, seed=config.seed)
     tracking.log_metrics(comparison)
-    tracking.log_dict(comparison, "comparison.json")
+    tracking.log_files({"comparison.json": comparison})
     tables = [
         scoring.confusion_matrix_table(
             dataset.y_test, scored.probabilities.argmax(axis=1), dataset.class_names

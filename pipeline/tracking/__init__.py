@@ -23,13 +23,7 @@ from mlflow.entities import Metric, Param, RunTag
 from pipeline import lifecycle
 from pipeline.secrets import redact, redact_values
 from pipeline.tracking import store
-from pipeline.tracking.artifacts import (
-    log_dataset_splits,
-    log_dict,
-    log_figure,
-    log_files,
-    log_text,
-)
+from pipeline.tracking.artifacts import log_dataset_splits, log_figure, log_files, log_text
 from pipeline.tracking.models import (
     NotFound,
     load_keras_model,
@@ -45,7 +39,6 @@ __all__ = [  # what the rest of the package calls, besides the functions defined
     "find_run",
     "load_keras_model",
     "log_dataset_splits",
-    "log_dict",
     "log_figure",
     "log_files",
     "log_keras_model",

@@ -36,15 +36,15 @@ def log_text(text: str, path: str):
     mlflow.log_text(redact(text), path)
 
 
-def log_dict(data: dict, path: str):
-    mlflow.log_dict(data, path)
-
-
 def log_files(files: dict[str, str | dict]):
     """Texts (redacted) and dicts (as json, like `mlflow.log_dict`) by their paths in the run's
     artifacts, in one call: a train run's few small files cost a call each otherwise."""
     with tempfile.TemporaryDirectory() as folder:
         for path, content in files.items():
-            text = redact(content) if isinstance(content, str) else json.dumps(content, indent=2)
+            text = (
+                redact(content)
+                if isinstance(content, str)
+                else json.dumps(content, indent=2, default=str)
+            )
             (Path(folder) / path).write_text(text)
         mlflow.log_artifacts(folder)
