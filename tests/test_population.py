@@ -2,17 +2,19 @@
 own (bit for bit on a CPU, whatever its neighbours, their count, their fate or the epochs left),
 its weights are a standard Keras model's, and its accuracy is Keras' within seed noise."""
 
+import dataclasses
 import json
 import math
 import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 from helpers import PROJECT_ROOT
 
-from pipeline.config.entry_points import TrainConfig
+from pipeline.config.entry_points import ParameterError, TrainConfig
 from pipeline.data.datasets import load_dataset
 from pipeline.engines.base import Member
 from pipeline.engines.population import PopulationEngine
@@ -179,8 +181,56 @@ def test_it_refuses_a_population_that_does_not_fit(monkeypatch):
         available = 10 * 2**20
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory)
-    with pytest.raises(ValueError, match="needs about"):
+    with pytest.raises(ValueError, match="does not fit: 8 replicas"):
         PopulationEngine().fit([member()] * 8, lambda epoch, metrics: None)
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("per_device, devices", [(False, 1), (False, 2), (True, 1), (True, 4)])
+def test_most_is_the_largest_population_that_fits(per_device, devices):
+    from pipeline.engines.memory import Budget, Footprint
+
+    footprint = Footprint(per_replica=7, per_dataset=5, shared=3)
+    budget = Budget(devices, per_device, available=2000, where="here")
+    for ratio in (1.0, 0.5, 0.1):
+        most = budget.most(footprint, ratio)
+        assert budget.fits(footprint, most, math.ceil(most * ratio))
+        assert not budget.fits(footprint, most + 1, math.ceil((most + 1) * ratio))
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("available_mib", [100, 400])
+def test_a_study_is_refused_up_front_where_the_engine_would_refuse_it(monkeypatch, available_mib):
+    """The study's check (before any run) and the engine's (at its fit) are one estimate: the
+    most replicas the study allows fit the engine, one more would not (each seed's split its
+    own dataset, two configs a seed)."""
+    import psutil
+
+    from pipeline.config.study import StudyConfig
+    from pipeline.engines.memory import Budget, Footprint, check_study_fits
+    from pipeline.engines.population import check_memory
+    from pipeline.engines.population_program import program_for
+
+    memory = psutil.virtual_memory()._replace(available=available_mib * 2**20)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+    study = StudyConfig(dataset="mnist_5k", seeds=1000, replicas=100000)
+    data = load_dataset(study)
+    with pytest.raises(ParameterError, match="replicas' parameter of study must be at most ab"):
+        check_study_fits(study, data)
+    budget, members = Budget.of(jax.devices()), [Member(study.train_config(), data)]
+    most = budget.most(Footprint.of(program_for(members), data), 0.5)
+    assert most > 0
+    check_study_fits(dataclasses.replace(study, replicas=most), data)
+    with pytest.raises(ParameterError):
+        check_study_fits(dataclasses.replace(study, replicas=most + 2), data)
+
+    def population(runs):  # a seed's two configs on its own split (a copy: another dataset)
+        splits = [dataclasses.replace(data) for _ in range(math.ceil(runs / 2))]
+        return [Member(study.train_config(), split) for split in splits for _ in "ab"][:runs]
+
+    check_memory(population(most), jax.devices())
+    with pytest.raises(ValueError, match="does not fit"):
+        check_memory(population(most + 2), jax.devices())
 
 
 def test_members_must_share_one_shape():

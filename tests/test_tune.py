@@ -270,6 +270,15 @@ def test_too_many_trial_seeds_for_the_memory_name_trial_seeds(monkeypatch, capsy
     assert_rejected(argv, "The 'trial_seeds' parameter of tune must be at most ", capsys, client)
 
 
+def test_a_batch_of_trials_too_large_for_the_memory_names_replicas(monkeypatch, capsys, client):
+    """A batch of `replicas // trial_seeds` trials trains as one population (on the trial
+    seeds' data): the memory check counts all of them."""
+    memory = psutil.virtual_memory()._replace(available=64 * 2**20)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: memory)
+    argv = ["tune", "--dataset", "digits", "--trial-seeds", "2", "--replicas", "100000"]
+    assert_rejected(argv, "The 'replicas' parameter of tune must be at most ", capsys, client)
+
+
 def test_a_trial_that_raises_what_optuna_catches_is_one_warning_line():
     """Before: Optuna logged each surplus or diverged trial with its full traceback, and a
     second line saying it had no value."""

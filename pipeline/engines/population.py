@@ -15,47 +15,28 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 
 import jax
 import numpy as np
-import psutil
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from pipeline import runtime
 from pipeline.config.validation import fields_with_role, role_key
 from pipeline.engines.base import Member, OnEpoch, Weights
+from pipeline.engines.memory import Budget, Footprint
 from pipeline.engines.population_program import (
-    EVAL_CHUNK,
     Program,
     evaluate,
     init_params,
+    program_for,
     train_epoch,
 )
-
-MEMORY_SHARE = 0.5  # of the memory available, at most this much for one population
 
 
 def epoch_orders(seeds: Sequence[int], n: int, epoch: int) -> np.ndarray:
     """(n, K): replica k's n training examples in the order its seed gives this epoch (a
     function of seed and epoch only)."""
     return np.stack([np.random.default_rng((seed, epoch)).permutation(n) for seed in seeds], axis=1)
-
-
-def program_for(members: Sequence[Member]) -> Program:
-    """The compiled programs' static shape for members of one shape."""
-    config, spec = members[0].config, members[0].spec
-    widths = (int(np.prod(spec.input_shape)), *spec.hidden_units, spec.num_classes)
-    rates = np.array([member.config.dropout_rates for member in members])
-    return Program(
-        layers=tuple(pairwise(widths)),
-        dropout_layers=tuple(bool(drawn) for drawn in (rates > 0).any(axis=0)),
-        scales_input=spec.scales_input,
-        softmax=spec.output_activation == "softmax",
-        max_norm=float(spec.max_norm),
-        batch_size=config.batch_size,
-        examples=len(members[0].dataset.x_train),
-    )
 
 
 def check_shape(members: Sequence[Member]):
@@ -69,47 +50,13 @@ def check_shape(members: Sequence[Member]):
         raise ValueError(f"members of a population must share {shape}")
 
 
-def memory_needed(members: Sequence[Member]) -> tuple[int, int, int]:
-    """Estimated bytes (per replica, per distinct dataset, shared test set): a replica's
-    weights, Adam moments, gradients and copies (6 times its parameters), its epoch's order on
-    host and device, and its activations in a training step and an evaluation chunk; a dataset's
-    training and validation images and labels (the validation set twice: padded to chunks)."""
-    program, dataset = program_for(members), members[0].dataset
-    parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in program.layers)
-    units = program.layers[0][0] + sum(fan_out for _, fan_out in program.layers)
-    per_replica = 4 * (
-        6 * parameters
-        + 2 * program.steps * program.batch_size
-        + 4 * program.batch_size * units
-        + 2 * EVAL_CHUNK * units
-    )
-    per_dataset = dataset.x_train.nbytes + 2 * dataset.x_val.nbytes
-    per_dataset += 4 * (len(dataset.y_train) + 2 * len(dataset.y_val))
-    shared = 2 * dataset.x_test.nbytes + 8 * len(dataset.y_test)
-    return per_replica, per_dataset, shared
-
-
 def check_memory(members: Sequence[Member], devices: Sequence[jax.Device]):
-    """Refuse (ValueError) a population whose estimate exceeds MEMORY_SHARE of the memory
-    available: per device where devices report their memory (GPUs), else of the host's."""
-    per_replica, per_dataset, shared = memory_needed(members)
+    """Refuse (ValueError) a population whose estimate exceeds what it may use (`memory`)."""
+    budget, footprint = Budget.of(devices), Footprint.of(program_for(members), members[0].dataset)
     datasets = len({id(member.dataset) for member in members})
-    replicas_per_device = -(-len(members) // len(devices))
-    stats = devices[0].memory_stats() or {}
-    if "bytes_limit" in stats:
-        available = stats["bytes_limit"] - stats.get("bytes_in_use", 0)
-        need = replicas_per_device * per_replica + datasets * per_dataset + shared
-        where = f"each of {len(devices)} {devices[0].device_kind}"
-    else:
-        available = psutil.virtual_memory().available
-        need = len(members) * per_replica + len(devices) * (datasets * per_dataset + shared)
-        where = "this host"
-    if need > MEMORY_SHARE * available:
+    if not budget.fits(footprint, len(members), datasets):
         raise ValueError(
-            f"a population of {len(members)} replicas ({datasets} datasets) needs about "
-            f"{need / 2**20:.0f} MiB ({per_replica / 2**20:.1f} MiB per replica, "
-            f"{per_dataset / 2**20:.1f} MiB per dataset); {where} has "
-            f"{available / 2**20:.0f} MiB available, of which it may use {MEMORY_SHARE:.0%}"
+            f"a population does not fit: {budget.shortfall(footprint, len(members), datasets)}"
         )
 
 

@@ -9,12 +9,16 @@ Nothing reduces over the replica axis, so a replica's numbers never depend on it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from pipeline.engines.base import Member
 
 BETA_1, BETA_2, EPSILON = 0.9, 0.999, 1e-7  # Keras 3's Adam defaults
 MAX_NORM_EPSILON = 1e-7  # Keras' backend epsilon in MaxNorm
@@ -39,6 +43,22 @@ class Program:
     @property
     def steps(self) -> int:
         return -(-self.examples // self.batch_size)
+
+
+def program_for(members: Sequence[Member]) -> Program:
+    """The compiled programs' static shape for members of one shape."""
+    config, spec = members[0].config, members[0].spec
+    widths = (int(np.prod(spec.input_shape)), *spec.hidden_units, spec.num_classes)
+    rates = np.array([member.config.dropout_rates for member in members])
+    return Program(
+        layers=tuple(pairwise(widths)),
+        dropout_layers=tuple(bool(drawn) for drawn in (rates > 0).any(axis=0)),
+        scales_input=spec.scales_input,
+        softmax=spec.output_activation == "softmax",
+        max_norm=float(spec.max_norm),
+        batch_size=config.batch_size,
+        examples=len(members[0].dataset.x_train),
+    )
 
 
 @partial(jax.jit, static_argnums=0)

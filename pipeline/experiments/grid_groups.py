@@ -14,7 +14,7 @@ from pipeline.config.entry_points import ParameterError
 from pipeline.config.factors import Factors, cell_label, cells
 from pipeline.config.study import StudyConfig
 from pipeline.data.datasets import load_dataset
-from pipeline.engines.memory import check_fits
+from pipeline.engines.memory import check_study_fits
 from pipeline.experiments.study import SeedResult, log_results, train_until_decided
 
 # a group's runs and its cells' results at each epochs level
@@ -66,7 +66,7 @@ def check_data(config: StudyConfig, grid_cells: list[dict]):
                 raise
             must_be = f"a grid whose {error.name} levels are each {error.must_be}"
             raise config.invalid("grid", must_be, config.grid) from None
-        check_fits(config.replicas, len(config.named_configs) * config.most_seeds, dataset, config)
+        check_study_fits(config, dataset)
 
 
 def cost(config: StudyConfig, factors: Factors) -> str:

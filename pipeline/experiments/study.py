@@ -38,7 +38,7 @@ from pipeline.config.study import StudyConfig
 from pipeline.config.validation import fields_with_role
 from pipeline.data.datasets import Dataset, load_dataset, seed_datasets
 from pipeline.engines.base import Member
-from pipeline.engines.memory import check_fits
+from pipeline.engines.memory import check_study_fits
 from pipeline.experiments.train import train_members
 from pipeline.tracking import store
 
@@ -231,8 +231,7 @@ def study(config: StudyConfig) -> str:
     experiment = tracking.experiment_name(config.dataset)
     tags = {"entry_point": "study", "study": config.name, "study_key": study_key(config)}
     # a train_size the data cannot give: exit 2 naming study's param, before any run exists
-    runs = len(config.named_configs) * config.most_seeds
-    check_fits(config.replicas, runs, load_dataset(config), config)
+    check_study_fits(config, load_dataset(config))
     configs = {
         name: config.train_config(dropout_rates=rates) for name, rates in config.named_configs
     }

@@ -188,8 +188,10 @@ def summarize(
 
 def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
-    seeds = config.trial_seeds  # one seed's data is checked before every seed's is loaded
-    check_fits(seeds, seeds, load_dataset(config), config, "trial_seeds")
+    seeds, dataset = config.trial_seeds, load_dataset(config)  # one seed's data, checked first
+    check_fits(config, dataset, seeds, seeds, "trial_seeds")  # one trial's seeds
+    trials = max(1, config.replicas // seeds)  # a batch's trials train on the same seeds' data
+    check_fits(config, dataset, trials * seeds, seeds, "replicas")
     datasets = seed_datasets(config, search_seeds(config))
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)
     tags = {"entry_point": "tune", "study": config.name, "recipe": config.recipe}
