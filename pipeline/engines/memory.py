@@ -108,7 +108,8 @@ def check_fits(config: ModelDataConfig, dataset: Dataset, together: int, dataset
     one run at a time."""
     if config.engine == "keras":
         return
-    program = program_for([Member(config.train_config(), dataset)])
+    no_dropout = (0.0,) * len(config.hidden_units)  # the estimate does not depend on the rates
+    program = program_for([Member(config.train_config(dropout_rates=no_dropout), dataset)])
     budget, footprint = Budget.of(jax.devices()), Footprint.of(program, dataset)
     if not budget.fits(footprint, together, datasets):
         most = budget.most(footprint, datasets / together)
