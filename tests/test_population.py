@@ -82,13 +82,17 @@ def close_history(a, b) -> bool:
 
 
 def test_a_replica_trains_alike_alone_and_beside_others():
-    """Within the tolerances above; bit-identical in the same row."""
+    """Within the tolerances above (alone, a run is a one-row program, which XLA compiles
+    without the replica axis: measured, its val_loss differs in the 7th digit); bit-identical
+    in the same row of populations of other neighbours."""
     alone_weights, alone = fit([member()])
     weights, beside = fit([member(2, (0.2, 0.0, 0.0)), member(), member(3, learning_rate=3e-3)])
     assert close_history(beside[1], alone[0])
     assert close_weights(weights[1], alone_weights[0])
     first_weights, first = fit([member(), member(2, (0.2, 0.0, 0.0))])
-    assert first[0] == alone[0] and same_weights(first_weights[0], alone_weights[0])
+    other_weights, other = fit([member(), member(3, learning_rate=3e-3)])
+    assert close_history(first[0], alone[0]) and close_weights(first_weights[0], alone_weights[0])
+    assert first[0] == other[0] and same_weights(first_weights[0], other_weights[0])
 
 
 def test_same_seeds_give_identical_weights_and_metrics():

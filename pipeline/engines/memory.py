@@ -114,8 +114,8 @@ def check_fits(config: ModelDataConfig, dataset: Dataset, together: int, dataset
     if not budget.fits(footprint, together, datasets):
         most = budget.most(footprint, datasets / together)
         shortfall = budget.shortfall(footprint, together, datasets)
-        must_be = f"at most about {most} on this machine" if most else "one run that fits"
-        must_be += f" ({shortfall})"
+        limit = f"at most about {most}" if most else "such that one run fits, and none does"
+        must_be = f"{limit} on this machine ({shortfall})"
         raise config.invalid(param, must_be, str(getattr(config, param)))
 
 
