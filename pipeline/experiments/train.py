@@ -151,12 +151,13 @@ def _begin_children(group: Sequence[Member], parent_run_id: str, engine: Engine)
     group_tag = {"replica_group": uuid.uuid4().hex[:12]} if len(group) > 1 else {}
     runs = []
     for member in group:
-        context = (engine.name, engine.device, {**member.tags, **group_tag})
         run = TrainRun.create(
             parent_run_id,
             member.config,
             member.dataset,
-            context,
+            engine.name,
+            engine.device,
+            {**member.tags, **group_tag},
             flush_seconds=GROUP_FLUSH_SECONDS,
         )
         member.run_id = run.run_id

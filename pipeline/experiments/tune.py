@@ -129,11 +129,17 @@ def trial_members(
     ]
 
 
+def most_trials_together(config: TuneConfig) -> int:
+    """Trials trained as one population: `replicas // trial_seeds` (at least 1; 1 on the keras
+    engine)."""
+    return 1 if config.engine == "keras" else max(1, config.replicas // config.trial_seeds)
+
+
 def batch_size(config: TuneConfig, study: optuna.Study) -> int:
-    """Trials trained together: `replicas // trial_seeds` (at least 1; 1 on the keras engine);
-    while the median or percentile pruner waits for its startup trials to complete, at most
-    the ones it still waits for, so that the trials after them can be pruned."""
-    size = 1 if config.engine == "keras" else max(1, config.replicas // config.trial_seeds)
+    """Trials trained together (`most_trials_together`); while the median or percentile pruner
+    waits for its startup trials to complete, at most the ones it still waits for, so that the
+    trials after them can be pruned."""
+    size = most_trials_together(config)
     if config.pruner in ("median", "percentile"):
         complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if complete < config.pruner_startup_trials:
@@ -190,7 +196,7 @@ def tune(config: TuneConfig) -> optuna.Study:
     """Run (or resume) the study named by the config; returns the Optuna study."""
     seeds, dataset = config.trial_seeds, load_dataset(config)  # one seed's data, checked first
     check_fits(config, dataset, seeds, seeds, "trial_seeds")  # one trial's seeds
-    trials = max(1, config.replicas // seeds)  # a batch's trials train on the same seeds' data
+    trials = most_trials_together(config)  # a batch's trials train on the same seeds' data
     check_fits(config, dataset, trials * seeds, seeds, "replicas")
     datasets = seed_datasets(config, search_seeds(config))
     sampler, pruner = TrialSeededSampler(config.seed), create_pruner(config)

@@ -126,7 +126,7 @@ def _start(
     else:
         experiment_id = None
         if parent_run_id is not None:
-            experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+            experiment_id = _experiment_of(parent_run_id)
         elif not os.environ.get("MLFLOW_RUN_ID"):
             experiment_id = _experiment_id(experiment)
         active = mlflow.start_run(

@@ -47,13 +47,20 @@ class TrainRun:
 
     @classmethod
     def create(
-        cls, parent_run_id: str, config: TrainConfig, dataset: Dataset, context: tuple, **fields
+        cls,
+        parent_run_id: str,
+        config: TrainConfig,
+        dataset: Dataset,
+        engine: str,
+        device: str,
+        tags: dict[str, str],
+        **fields,
     ) -> TrainRun:
-        """A new child run of the parent, begun: created with its tags (`context` is `begin`'s
-        engine, device and tags) and its params logged in one call."""
+        """A new child run of the parent, begun as `begin` begins one (the same params and
+        tags), but created with its tags and its params logged in one call."""
         run = cls("", config, dataset, **fields)
-        tags = run.tags(*context)
-        run.run_id = tracking.create_run(parent_run_id, config.run_name, tags)
+        run_tags = run.tags(engine, device, tags)
+        run.run_id = tracking.create_run(parent_run_id, config.run_name, run_tags)
         tracking.log_params_to(run.run_id, config.to_params(), new_run=True)
         return run
 
